@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Recipe: SSL (+ log1p) mask-based speech enhancement on VoiceBank-DEMAND.
+
+    python recipes/VCTK/train.py hparams/smoke.yaml            # embedded mini set, CPU, ~1 min
+    python recipes/VCTK/train.py hparams/wavlm_ws_log1p.yaml --data_folder=/data/VBD
+    torchrun --nproc_per_node=4 recipes/VCTK/train.py hparams/<row>.yaml --data_folder=...
+
+Hung et al., "Boosting Self-Supervised Embeddings for Speech Enhancement", Interspeech 2022.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_sslse import metrics
+from speechbrain_sslse.audio import write_audio
+from speechbrain_sslse.hparams import load_hparams
+from speechbrain_sslse.data import random_crop_pair, random_gain
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prepare_vctk import prepare_vctk  # noqa: E402
+
+logger = get_logger(__name__)
+
+
+class SSLSEBrain(sb.Brain):
+    """One Brain for every row of the paper: the ``enhancer`` module decides the input."""
+
+    @property
+    def enhancer(self):
+        """The unwrapped enhancer (``self.modules.enhancer`` may be a DDP wrapper)."""
+        return self.hparams.enhancer
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        noisy, lens = batch.noisy_sig
+        return self.modules.enhancer(noisy, lens)
+
+    def compute_objectives(self, out, batch, stage):
+        clean, lens = batch.clean_sig
+        target = self.enhancer.log_spectrum(clean, lens)
+        # Mean L1 between enhanced and clean log1p spectra (frames past each end masked).
+        loss = sb.nnet.losses.l1_loss(out.enhanced, target, length=lens)
+        if stage != sb.Stage.TRAIN:
+            self._score(batch.id, self.enhancer.resynthesize(out), clean, out.sample_lens, stage)
+        return loss
+
+    def _score(self, ids, wavs, clean, lengths, stage):
+        for uid, wav, ref, n in zip(ids, wavs, clean, lengths.tolist()):
+            wav, ref = wav[:n].float().cpu(), ref[:n].float().cpu()
+            if stage == sb.Stage.TEST:
+                write_audio(os.path.join(self.hparams.enhanced_folder, f"{uid}.wav"), wav)
+            for name, fn in (("pesq", metrics.pesq_wb), ("stoi", metrics.stoi)):
+                try:
+                    self.scores[name].append(fn(ref.numpy(), wav.numpy()))
+                except metrics.MetricError as err:
+                    logger.warning("%s: %s not scored: %s", uid, name, err)
+
+    def on_stage_start(self, stage, epoch=None):
+        self.scores = {"pesq": [], "stoi": []}
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        stats = {"loss": stage_loss}
+        for name, values in self.scores.items():
+            stats[name] = sum(values) / len(values) if values else float("nan")
+        if stage == sb.Stage.VALID:
+            weights = self.enhancer.layer_weights
+            if weights is not None and if_main_process():
+                with open(os.path.join(self.hparams.output_folder, "layer_weights.jsonl"), "a") as f:
+                    f.write(json.dumps({"epoch": epoch, "weights": weights.tolist()}) + "\n")
+                logger.info("epoch %d layer weights: %s", epoch, " ".join(f"{w:.3f}" for w in weights.tolist()))
+            self.hparams.train_logger.log_stats(
+                {"epoch": epoch}, train_stats={"loss": self.train_loss}, valid_stats=stats
+            )
+            key = self.hparams.ckpt_key
+            self.checkpointer.save_and_keep_only(
+                meta=stats,
+                min_keys=["loss"] if key == "loss" else None,
+                max_keys=["pesq"] if key == "pesq" else None,
+                num_to_keep=self.hparams.ckpt_num_to_keep,
+            )
+        elif stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+            self.test_stats = stats
+
+    def init_optimizers(self):
+        """SpeechBrain's two-optimiser idiom (cf. its CommonVoice wav2vec recipe): Brain
+        clips only the first param group of each optimiser, so one optimiser per lr."""
+        self.optimizer = self.hparams.head_opt_class(self.enhancer.head_parameters())
+        self.optimizers_dict = {"head": self.optimizer}
+        ssl_params = self.enhancer.ssl_parameters()
+        if ssl_params:
+            self.ssl_optimizer = self.hparams.ssl_opt_class(ssl_params)
+            self.optimizers_dict["ssl"] = self.ssl_optimizer
+        if self.checkpointer is not None:
+            for name, opt in self.optimizers_dict.items():
+                self.checkpointer.add_recoverable(f"{name}_optimizer", opt)
+
+
+def dataio_prep(hparams: dict) -> dict:
+    """Train items: one random 1.28 s crop (tiled if shorter) with a shared random gain;
+    valid / test items: whole utterances."""
+    crop = hparams["crop_samples"]
+    low, high = hparams["gain_range"]
+
+    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
+    def train_pipeline(noisy_wav, clean_wav):
+        noisy, clean = sb.dataio.dataio.read_audio(noisy_wav), sb.dataio.dataio.read_audio(clean_wav)
+        noisy, clean = random_gain(*random_crop_pair(noisy, clean, crop), low, high)
+        yield noisy
+        yield clean
+
+    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
+    def eval_pipeline(noisy_wav, clean_wav):
+        yield sb.dataio.dataio.read_audio(noisy_wav)
+        yield sb.dataio.dataio.read_audio(clean_wav)
+
+    datasets = {}
+    for name in ("train", "valid", "test"):
+        datasets[name] = sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=hparams[f"{name}_annotation"],
+            dynamic_items=[train_pipeline if name == "train" else eval_pipeline],
+            output_keys=["id", "noisy_sig", "clean_sig"],
+        )
+    repeats = int(hparams.get("train_repeats", 1))
+    if repeats > 1:  # small sets: several random crops of each utterance per epoch
+        datasets["train"] = torch.utils.data.ConcatDataset([datasets["train"]] * repeats)
+    return datasets
+
+
+def main(argv: list[str]) -> SSLSEBrain:
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams = load_hparams(hparams_file, overrides)
+
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
+    )
+    run_on_main(
+        prepare_vctk,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["output_folder"],
+            "valid_split": hparams["valid_split"],
+            "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
+        },
+    )
+    datasets = dataio_prep(hparams)
+    run_on_main(os.makedirs, args=[hparams["enhanced_folder"]], kwargs={"exist_ok": True})
+
+    brain = SSLSEBrain(
+        modules={"enhancer": hparams["enhancer"]},
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    # PaddedBatch is set explicitly because a repeated (concatenated) set is no
+    # DynamicItemDataset, for which SpeechBrain would pick it automatically.
+    train_kwargs = {"collate_fn": sb.dataio.batch.PaddedBatch, **hparams["train_dataloader_options"]}
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=train_kwargs,
+        valid_loader_kwargs=hparams["eval_dataloader_options"],
+    )
+    key = hparams["ckpt_key"]
+    brain.evaluate(
+        datasets["test"],
+        min_key="loss" if key == "loss" else None,
+        max_key="pesq" if key == "pesq" else None,
+        test_loader_kwargs=hparams["eval_dataloader_options"],
+    )
+    return brain
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

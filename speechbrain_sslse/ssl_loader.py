@@ -1,0 +1,133 @@
+"""The one loader for SSL encoders: a hub id, a local ``save_pretrained`` folder, or a config.
+
+Why not SpeechBrain's ``HFTransformersInterface``: it always resolves the source
+through the hub cache, and its weighted-sum lobe neither forwards padding masks nor
+has learnable per-layer LayerNorms (both required by the method). This module keeps
+the loading rules in one place so every entry point (recipe, inference, analysis,
+benchmarks) builds encoders the same way.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import torch
+from transformers import (
+    HubertConfig,
+    HubertModel,
+    PretrainedConfig,
+    Wav2Vec2Config,
+    Wav2Vec2Model,
+    WavLMConfig,
+    WavLMModel,
+)
+
+#: model_type (as in an HF ``config.json``) -> (config class, model class)
+SSL_TYPES: dict[str, tuple[type, type]] = {
+    "wavlm": (WavLMConfig, WavLMModel),
+    "hubert": (HubertConfig, HubertModel),
+    "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+}
+
+#: Public checkpoints used in the paper (method.md).
+HUB_IDS = {
+    "wavlm_base_plus": "microsoft/wavlm-base-plus",
+    "wavlm_large": "microsoft/wavlm-large",
+    "hubert_base": "facebook/hubert-base-ls960",
+    "hubert_large": "facebook/hubert-large-ll60k",
+    "wav2vec2_base": "facebook/wav2vec2-base",
+    "wav2vec2_large": "facebook/wav2vec2-large-lv60",
+}
+
+
+class SSLSourceError(ValueError):
+    """Raised when an SSL source cannot be resolved; the message says why and what to do."""
+
+
+def _method_overrides(config: PretrainedConfig) -> PretrainedConfig:
+    """The method trains with layer drop 0 and no SpecAugment, whatever the checkpoint says
+    (wavlm-base-plus ships layerdrop 0.05 and mask_time_prob 0.05)."""
+    config.layerdrop = 0.0
+    config.apply_spec_augment = False
+    config.mask_time_prob = 0.0
+    config.mask_feature_prob = 0.0
+    return config
+
+
+def config_from_dict(cfg: Mapping[str, Any]) -> PretrainedConfig:
+    """Builds an HF config from a plain mapping with a ``model_type`` key."""
+    cfg = dict(cfg)
+    model_type = cfg.pop("model_type", None)
+    if model_type not in SSL_TYPES:
+        raise SSLSourceError(
+            f"Unknown SSL model_type {model_type!r}; supported: {sorted(SSL_TYPES)}"
+        )
+    for key in ("conv_dim", "conv_stride", "conv_kernel"):
+        if key in cfg:
+            cfg[key] = tuple(cfg[key])
+    return SSL_TYPES[model_type][0](**cfg)
+
+
+def _is_local(source: str) -> bool:
+    return os.path.isabs(source) or source.startswith((".", "~")) or os.path.exists(source)
+
+
+def _resolve_config(source: str, cache_dir: str | None) -> PretrainedConfig:
+    from transformers import AutoConfig
+
+    if _is_local(source):
+        folder = os.path.expanduser(source)
+        if not os.path.isdir(folder):
+            raise SSLSourceError(f"SSL source folder {folder!r} does not exist")
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            raise SSLSourceError(
+                f"SSL source folder {folder!r} has no config.json "
+                "(expected a transformers save_pretrained folder)"
+            )
+        return AutoConfig.from_pretrained(folder, local_files_only=True)
+    try:
+        return AutoConfig.from_pretrained(source, cache_dir=cache_dir)
+    except OSError as err:
+        raise SSLSourceError(
+            f"Could not fetch SSL config {source!r} from the Hugging Face Hub or its cache "
+            f"({type(err).__name__}). Offline? Pass a local folder instead, e.g. "
+            f"--ssl_source=/path/to/{source.split('/')[-1]}"
+        ) from None
+
+
+def load_ssl_model(
+    source: str | None = None,
+    config: Mapping[str, Any] | PretrainedConfig | None = None,
+    random_init: bool = False,
+    cache_dir: str | None = None,
+) -> torch.nn.Module:
+    """Returns an HF WavLM / HuBERT / wav2vec 2.0 encoder with the method's config overrides.
+
+    source: a hub id or a local folder (``config.json`` + weights); a local folder never
+        touches the network.
+    config: a mapping with ``model_type`` (or an HF config) to build a randomly
+        initialised model without any file (tiny test models, TFS from a known shape).
+    random_init: with a source, take only its config and initialise randomly (TFS).
+    """
+    if config is not None:
+        cfg = config if isinstance(config, PretrainedConfig) else config_from_dict(config)
+        if cfg.model_type not in SSL_TYPES:
+            raise SSLSourceError(f"Unknown SSL model_type {cfg.model_type!r}")
+        return SSL_TYPES[cfg.model_type][1](_method_overrides(cfg))
+    if not source:
+        raise SSLSourceError("An SSL encoder needs a source (hub id or folder) or a config")
+    cfg = _method_overrides(_resolve_config(source, cache_dir))
+    if cfg.model_type not in SSL_TYPES:
+        raise SSLSourceError(
+            f"SSL source {source!r} is a {cfg.model_type!r} model; supported: {sorted(SSL_TYPES)}"
+        )
+    model_cls = SSL_TYPES[cfg.model_type][1]
+    if random_init:
+        return model_cls(cfg)
+    local = _is_local(source)
+    return model_cls.from_pretrained(
+        os.path.expanduser(source) if local else source,
+        config=cfg,
+        local_files_only=local,
+        cache_dir=None if local else cache_dir,
+    )
