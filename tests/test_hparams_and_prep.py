@@ -1,0 +1,108 @@
+"""Every paper row loads (offline, with a tiny local encoder) and data prep behaves."""
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import MINI_SET, ROOT
+
+from prepare_vctk import PrepError, prepare_vctk
+from speechbrain_sslse.hparams import load_hparams
+
+ROWS = sorted(glob.glob(os.path.join(ROOT, "hparams", "table*", "*.yaml"))) + [
+    os.path.join(ROOT, "hparams", "wavlm_ws_log1p.yaml")
+]
+
+
+def test_table_rows_exist():
+    names = {os.path.basename(p)[:-5] for p in ROWS}
+    for model in ("wav2vec2", "hubert", "wavlm"):
+        for variant in ("ll", "ll_log1p", "ws", "ws_log1p"):
+            assert f"{model}_base_{variant}" in names
+    for size in ("base", "large"):
+        for mode in ("tfs", "pf", "ef"):
+            assert {f"wavlm_{size}_{mode}", f"wavlm_{size}_{mode}_log1p"} <= names
+    assert "log1p" in names
+
+
+@pytest.mark.parametrize("path", ROWS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_row_builds_the_model_its_name_says(path, tiny_folders):
+    name = os.path.basename(path)[:-5]
+    overrides = {"data_folder": "/nonexistent"}
+    if name != "log1p":
+        model_type = next(m for m in ("wav2vec2", "hubert", "wavlm") if name.startswith(m))
+        overrides["ssl_source"] = tiny_folders[model_type]
+    h = load_hparams(path, overrides)
+    enh = h["enhancer"]
+    assert h["lr"] == 1e-4 and h["ssl_lr"] == 1e-5 and h["batch_size"] == 16 and h["number_of_epochs"] == 100
+    assert h["crop_samples"] == 20480 and h["seed"] == 999
+    if name == "log1p":
+        assert enh.input == "spectrum" and enh.ssl is None
+        return
+    assert enh.input == ("cross" if name.endswith("log1p") else "ssl")
+    mode = {"tfs": "scratch", "pf": "partial", "ef": "entire"}
+    expected_mode = next((v for k, v in mode.items() if f"_{k}" in name), "frozen")
+    assert enh.ssl.mode == expected_mode
+    assert enh.ssl.output == ("last" if "_ll" in name else "weighted_sum")
+    # the public hub id the row would use without the override
+    with open(path) as f:
+        text = f.read()
+    if "large" in name:
+        assert "microsoft/wavlm-large" in text
+
+
+def test_unknown_override_is_an_error():
+    with pytest.raises(Exception, match="ssl_mdoe.* not found"):
+        load_hparams(os.path.join(ROOT, "hparams", "smoke.yaml"), {"ssl_mdoe": "frozen"})
+
+
+def _copy_mini(tmp_path):
+    root = tmp_path / "vbd"
+    shutil.copytree(MINI_SET, root)
+    return root
+
+
+def test_prepare_random_split_is_deterministic(tmp_path):
+    a = prepare_vctk(MINI_SET, str(tmp_path / "a"))
+    b = prepare_vctk(MINI_SET, str(tmp_path / "b"))
+    va, vb = json.load(open(a["valid"])), json.load(open(b["valid"]))
+    train = json.load(open(a["train"]))
+    assert va == vb and len(va) == 1 and not set(va) & set(train)
+    assert len(train) + len(va) == 6 and len(json.load(open(a["test"]))) == 5
+    entry = next(iter(train.values()))
+    assert entry["spk"] == "p287" and entry["length"] > 1 and os.path.isabs(entry["clean_wav"])
+
+
+def test_prepare_speaker_split_and_48k_input(tmp_path):
+    root = _copy_mini(tmp_path)
+    # make p226 exist and store everything at 48 kHz as the official release does
+    for sub in ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"):
+        shutil.copy(root / sub / "p287_001.wav", root / sub / "p226_001.wav")
+        shutil.copy(root / sub / "p287_002.wav", root / sub / "p230_002.wav")
+    for path in glob.glob(str(root / "*" / "*.wav")):
+        x, sr = sf.read(path)
+        sf.write(path, np.repeat(x, 3), 48000)
+    paths = prepare_vctk(str(root), str(tmp_path / "out"), valid_split="speakers")
+    valid = json.load(open(paths["valid"]))
+    assert len(valid) == 7  # all of p226 and p287
+    assert list(json.load(open(paths["train"]))) == ["p230_002"]
+    for e in valid.values():
+        info = sf.info(e["noisy_wav"])
+        assert info.samplerate == 16000 and abs(e["length"] - info.frames / 16000) < 1e-9
+
+
+def test_prepare_reports_unpaired_and_misaligned_files(tmp_path):
+    root = _copy_mini(tmp_path)
+    os.remove(root / "noisy_testset_wav" / "0015.wav")
+    with pytest.raises(PrepError, match="only clean: \\['0015'\\]"):
+        prepare_vctk(str(root), str(tmp_path / "o1"))
+    root2 = _copy_mini(tmp_path / "x")
+    x, sr = sf.read(root2 / "noisy_testset_wav" / "0016.wav")
+    sf.write(root2 / "noisy_testset_wav" / "0016.wav", x[:-5], sr)
+    with pytest.raises(PrepError, match="0016.*aligned"):
+        prepare_vctk(str(root2), str(tmp_path / "o2"))
+    with pytest.raises(PrepError, match="missing folder"):
+        prepare_vctk(str(tmp_path), str(tmp_path / "o3"))

@@ -1,0 +1,140 @@
+"""SSL lobe: loading, modes, hidden states vs transformers, weighted sum."""
+import pytest
+import torch
+from conftest import SSL_TYPES, tiny_config
+
+from speechbrain_sslse import SSLEncoder, SSLEnhancer
+from speechbrain_sslse.ssl_loader import SSL_TYPES as TYPES, SSLSourceError, load_ssl_model
+
+
+def _grad_names(mode):
+    enh = SSLEnhancer(SSLEncoder(config=tiny_config(), mode=mode), input="cross")
+    enh.train()
+    out = enh(torch.randn(2, 8000))
+    out.enhanced.mean().backward()
+    return enh, {n for n, p in enh.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+@pytest.mark.parametrize("mode", ["frozen", "partial", "entire", "scratch"])
+def test_gradients_per_mode(mode):
+    enh, got = _grad_names(mode)
+    names = {n for n, _ in enh.named_parameters()}
+    head = {n for n in names if n.startswith("masker.") or n.startswith("ssl.layer_sum.")}
+    cnn = {n for n in names if n.startswith("ssl.model.feature_extractor.")}
+    rest = names - head - cnn
+    # masked_spec_embed is only used by SpecAugment, which the method disables
+    rest = {n for n in rest if "masked_spec_embed" not in n}
+    assert head <= got
+    if mode == "frozen":
+        assert got == head
+    elif mode == "partial":
+        assert rest <= got and not (cnn & got)
+    else:
+        assert rest <= got and cnn <= got
+    # parameter groups handed to the two optimisers partition what trains
+    trainable = {id(p) for p in enh.parameters() if p.requires_grad}
+    groups = {id(p) for p in enh.head_parameters()} | {id(p) for p in enh.ssl_parameters()}
+    assert groups == trainable
+
+
+def test_frozen_encoder_stays_in_eval_mode():
+    enc = SSLEncoder(config=tiny_config(), mode="frozen")
+    enh = SSLEnhancer(enc)
+    enh.train()  # what Brain does every epoch
+    assert enh.masker.training and enc.layer_sum.training
+    assert not any(m.training for m in enc.model.modules())
+    x = torch.randn(1, 8000)
+    a, _ = enc(x)
+    b, _ = enc(x)
+    assert torch.equal(a, b)  # no dropout
+
+
+@pytest.mark.parametrize("model_type", SSL_TYPES)
+def test_hidden_states_match_transformers(model_type, tiny_folders):
+    enc = SSLEncoder(source=tiny_folders[model_type], mode="frozen", layers="all")
+    ref = TYPES[model_type][1].from_pretrained(tiny_folders[model_type], local_files_only=True).eval()
+    x = torch.randn(3, 12000)
+    # full-length batch
+    states, lens, last = enc.hidden_states(x)
+    with torch.no_grad():
+        hf = ref(x, output_hidden_states=True)
+    assert len(states) == len(hf.hidden_states) == ref.config.num_hidden_layers + 1
+    for a, b in zip(states, hf.hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(last, hf.last_hidden_state, atol=1e-5, rtol=1e-5)
+    # padded batch: each item equals transformers on that utterance alone
+    lengths = torch.tensor([12000, 9001, 4003])
+    states, lens, _ = enc.hidden_states(x, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        with torch.no_grad():
+            single = ref(x[i : i + 1, :n], output_hidden_states=True).hidden_states
+        assert int(lens[i]) == single[0].shape[1]
+        for a, b in zip(states, single):
+            torch.testing.assert_close(a[i, : int(lens[i])], b[0], atol=1e-5, rtol=1e-5)
+
+
+def test_default_layer_counts_follow_the_authors():
+    n = tiny_config()["num_hidden_layers"]
+    assert len(SSLEncoder(config=tiny_config("wavlm")).layer_ids) == n + 1
+    assert SSLEncoder(config=tiny_config("hubert")).layer_ids == list(range(1, n + 1))
+    assert SSLEncoder(config=tiny_config("wav2vec2")).layer_ids == list(range(1, n + 1))
+    assert SSLEncoder(config=tiny_config("hubert"), layers="all").layer_ids == list(range(n + 1))
+
+
+def test_local_folder_loads_offline_with_method_overrides(tiny_folders, monkeypatch):
+    import huggingface_hub
+
+    def no_network(*a, **k):
+        raise AssertionError("the hub was contacted")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    model = load_ssl_model(tiny_folders["wavlm"])
+    assert model.config.layerdrop == 0.0 and model.config.mask_time_prob == 0.0
+    assert model.config.apply_spec_augment is False
+    saved = TYPES["wavlm"][1].from_pretrained(tiny_folders["wavlm"], local_files_only=True)
+    ours, theirs = model.state_dict(), saved.state_dict()
+    # masked_spec_embed exists only for SpecAugment, which the method switches off
+    assert set(ours) == set(theirs) - {"masked_spec_embed"}
+    for k, v in ours.items():
+        assert torch.equal(v, theirs[k]), k
+    # scratch (TFS): same architecture from the folder's config, random weights
+    scratch = load_ssl_model(tiny_folders["wavlm"], random_init=True)
+    assert not torch.equal(next(iter(scratch.parameters())), next(iter(saved.parameters())))
+
+
+def test_source_errors_are_clear(tmp_path):
+    with pytest.raises(SSLSourceError, match="does not exist"):
+        load_ssl_model(str(tmp_path / "missing"))
+    with pytest.raises(SSLSourceError, match="no config.json"):
+        load_ssl_model(str(tmp_path))
+    with pytest.raises(SSLSourceError, match="Unknown SSL model_type"):
+        load_ssl_model(config={"model_type": "whisper"})
+    with pytest.raises(ValueError, match="Unknown SSL mode"):
+        SSLEncoder(config=tiny_config(), mode="finetune")
+
+
+def test_weighted_sum_weights_are_a_distribution_that_learns():
+    enh = SSLEnhancer(SSLEncoder(config=tiny_config(), mode="frozen"))
+    w0 = enh.layer_weights.clone()
+    assert torch.allclose(w0, torch.full_like(w0, 1 / len(w0)))
+    opt = torch.optim.Adam(enh.head_parameters(), lr=1e-2)
+    x, clean = torch.randn(2, 8000), torch.randn(2, 8000) * 0.1
+    for _ in range(3):
+        out = enh(x)
+        loss = (out.enhanced - enh.log_spectrum(clean)).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    w = enh.layer_weights
+    assert (w >= 0).all() and torch.isclose(w.sum(), torch.tensor(1.0))
+    assert not torch.allclose(w, w0)
+
+
+def test_last_layer_output_is_the_encoder_output(tiny_folders):
+    enc = SSLEncoder(source=tiny_folders["hubert"], output="last")
+    ref = TYPES["hubert"][1].from_pretrained(tiny_folders["hubert"], local_files_only=True).eval()
+    x = torch.randn(2, 8000)
+    feats, _ = enc(x)
+    assert enc.layer_sum is None
+    with torch.no_grad():
+        torch.testing.assert_close(feats, ref(x).last_hidden_state, atol=1e-5, rtol=1e-5)
