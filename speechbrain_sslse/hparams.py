@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 import yaml
-from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml import load_hyperpyyaml, resolve_references
 
 
 def _override_chain(path: str) -> tuple[str, dict[str, Any]]:
@@ -26,14 +26,27 @@ def _override_chain(path: str) -> tuple[str, dict[str, Any]]:
     return root, inherited
 
 
+def _merged(path: str, overrides: str | dict | None) -> tuple[str, dict[str, Any]]:
+    root, merged = _override_chain(path)
+    if isinstance(overrides, str):
+        overrides = yaml.safe_load(overrides) or {}
+    merged.update(overrides or {})
+    return root, merged
+
+
 def load_hparams(path: str, overrides: str | dict | None = None) -> dict[str, Any]:
     """Loads ``path`` (following ``extends``) with command-line ``overrides`` applied last.
 
     Unknown keys are errors (HyperPyYAML ``overrides_must_match``), so a typo fails early.
     """
-    root, merged = _override_chain(path)
-    if isinstance(overrides, str):
-        overrides = yaml.safe_load(overrides) or {}
-    merged.update(overrides or {})
+    root, merged = _merged(path, overrides)
     with open(root, encoding="utf-8") as f:
         return load_hyperpyyaml(f, merged, overrides_must_match=True)
+
+
+def resolved_yaml(path: str, overrides: str | dict | None = None) -> str:
+    """The self-contained YAML text that ``load_hparams`` would build (saved with every
+    experiment so that evaluation and export need no other file)."""
+    root, merged = _merged(path, overrides)
+    with open(root, encoding="utf-8") as f:
+        return resolve_references(f, merged, overrides_must_match=True).getvalue()

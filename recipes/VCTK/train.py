@@ -20,7 +20,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_sslse import metrics
 from speechbrain_sslse.audio import write_audio
-from speechbrain_sslse.hparams import load_hparams
+from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.data import random_crop_pair, random_gain
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +55,8 @@ class SSLSEBrain(sb.Brain):
         for uid, wav, ref, n in zip(ids, wavs, clean, lengths.tolist()):
             wav, ref = wav[:n].float().cpu(), ref[:n].float().cpu()
             if stage == sb.Stage.TEST:
-                write_audio(os.path.join(self.hparams.enhanced_folder, f"{uid}.wav"), wav)
+                # float WAV: no clipping or quantisation of the unnormalised output
+                write_audio(os.path.join(self.hparams.enhanced_folder, f"{uid}.wav"), wav, subtype="FLOAT")
             for name, fn in (("pesq", metrics.pesq_wb), ("stoi", metrics.stoi)):
                 try:
                     self.scores[name].append(fn(ref.numpy(), wav.numpy()))
@@ -146,9 +147,10 @@ def main(argv: list[str]) -> SSLSEBrain:
     hparams = load_hparams(hparams_file, overrides)
 
     sb.utils.distributed.ddp_init_group(run_opts)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
-    )
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"])
+    if if_main_process():  # the resolved, self-contained file (rows only hold overrides)
+        with open(os.path.join(hparams["output_folder"], "hyperparams.yaml"), "w", encoding="utf-8") as f:
+            f.write(resolved_yaml(hparams_file, overrides))
     run_on_main(
         prepare_vctk,
         kwargs={
