@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Render the README's results section from evaluation summaries (never typed by hand).
+
+Collects ``pretrained/<model>/eval/<test set>/summary.json`` (written by ``sslse-evaluate``)
+and, with ``--write``, replaces the block between the markers in README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+from speechbrain_sslse.evaluation import markdown_table
+
+START = "<!-- results:start -->"
+END = "<!-- results:end -->"
+
+
+def render(root: str) -> str:
+    paths = sorted(glob.glob(os.path.join(root, "pretrained", "*", "eval", "*", "summary.json")))
+    if not paths:
+        return "No evaluation summaries yet."
+    parts = []
+    for path in paths:
+        rel = os.path.relpath(path, root)
+        model, test_set = rel.split(os.sep)[1], rel.split(os.sep)[3]
+        summary = json.load(open(path))
+        n = next(iter(summary["systems"].values()))["n"]
+        parts.append(f"**{model}** on `{test_set}` ({n} utterances; source: `{rel}`)\n\n{markdown_table(summary['systems'])}")
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    ap.add_argument("--write", action="store_true", help="update README.md in place")
+    args = ap.parse_args(argv)
+    text = render(args.root)
+    if not args.write:
+        print(text)
+        return 0
+    readme_path = os.path.join(args.root, "README.md")
+    readme = open(readme_path, encoding="utf-8").read()
+    head, rest = readme.split(START)
+    tail = rest.split(END)[1]
+    with open(readme_path, "w", encoding="utf-8") as f:
+        f.write(f"{head}{START}\n{text}\n{END}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Evaluate / score commands: Noisy row, per-file errors, outputs, README table."""
+import csv
+import json
+import os
+import shutil
+
+import pytest
+from conftest import MINI_SET, ROOT
+
+from speechbrain_sslse import evaluation
+from speechbrain_sslse.cli import evaluate_main
+
+NOISY = os.path.join(MINI_SET, "noisy_testset_wav")
+CLEAN = os.path.join(MINI_SET, "clean_testset_wav")
+
+
+def test_scoring_noisy_as_enhanced_reproduces_the_noisy_row(tmp_path):
+    assert evaluate_main(["score", "--enhanced", NOISY, "--clean", CLEAN, "--noisy", NOISY,
+                          "--out", str(tmp_path), "--name", "passthrough"]) == 0
+    summary = json.load(open(tmp_path / "summary.json"))
+    noisy, passthrough = summary["systems"]["Noisy"], summary["systems"]["passthrough"]
+    for m in evaluation.metrics.METRICS:
+        assert passthrough[m] == noisy[m]
+        assert noisy[m]["n"] == 5 and noisy[m]["ci95"] > 0
+    rows = list(csv.DictReader(open(tmp_path / "scores_passthrough.csv")))
+    assert [r["id"] for r in rows] == ["0015", "0016", "0072", "0398", "0523"]
+    table = open(tmp_path / "summary.md").read()
+    assert table.splitlines()[0] == "| system | PESQ | CSIG | CBAK | COVL | STOI | SSNR |"
+
+
+def test_a_broken_file_is_reported_not_fatal(tmp_path):
+    est = tmp_path / "est"
+    shutil.copytree(NOISY, est)
+    (est / "0016.wav").write_text("not audio")
+    shutil.copy(os.path.join(NOISY, "0072.wav"), est / "extra.wav")
+    summary = evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out"), "sys", workers=2)
+    assert summary["systems"]["sys"]["n_failed"] == 1 and summary["systems"]["sys"]["pesq"]["n"] == 4
+    rows = {r["id"]: r for r in csv.DictReader(open(tmp_path / "out" / "scores_sys.csv"))}
+    assert "not a readable audio file" in rows["0016"]["error"]
+
+
+def test_parallel_and_serial_scoring_agree():
+    jobs = evaluation.match_folders(NOISY, CLEAN)[0][:3]
+    assert evaluation.score_pairs(jobs, workers=1) == evaluation.score_pairs(jobs, workers=2)
+
+
+def test_readme_results_table_is_generated_from_summaries():
+    import results_table
+
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = readme.split(results_table.START)[1].split(results_table.END)[0].strip()
+    assert block == results_table.render(ROOT).strip()

@@ -1,0 +1,63 @@
+"""The metrics module against independent reference values, its maxima and its errors."""
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SHARED
+
+from speechbrain_sslse import metrics
+
+REF_DIR = os.path.join(SHARED, "data", "metrics")
+REFS = json.load(open(os.path.join(REF_DIR, "reference_scores.json"))) if os.path.isdir(REF_DIR) else {}
+
+
+@pytest.mark.parametrize("pair", sorted(REFS))
+def test_reproduces_reference_implementations(pair):
+    clean_name, deg_name = (p.strip() for p in pair.split("|"))
+    clean, sr = sf.read(os.path.join(REF_DIR, clean_name))
+    deg, _ = sf.read(os.path.join(REF_DIR, deg_name))
+    ref = REFS[pair]
+    scores = metrics.all_metrics(clean, deg, sr)
+    assert scores["pesq"] == pytest.approx(ref["pesq_wb"], abs=1e-6)
+    assert scores["stoi"] == pytest.approx(ref["stoi"], abs=1e-6)
+    for key in ("csig", "cbak", "covl", "ssnr"):
+        assert scores[key] == pytest.approx(ref[key], abs=0.01), key
+    comp = metrics.composite(clean, deg, sr)
+    assert comp["wss"] == pytest.approx(ref["wss"], abs=0.01)
+
+
+def test_reference_file_is_present():
+    assert len(REFS) == 4
+
+
+def test_clean_against_itself_gives_the_maxima():
+    clean, sr = sf.read(os.path.join(REF_DIR, "arctic_a0010.wav"))
+    s = metrics.all_metrics(clean, clean, sr)
+    assert s["pesq"] == pytest.approx(4.644, abs=1e-3)
+    assert s["stoi"] == pytest.approx(1.0, abs=1e-6)
+    assert s["csig"] == s["cbak"] == s["covl"] == 5.0
+    assert s["ssnr"] == 35.0
+    comp = metrics.composite(clean, clean, sr)
+    assert comp["llr"] == pytest.approx(0, abs=1e-9) and comp["wss"] == pytest.approx(0, abs=1e-9)
+
+
+def test_clear_errors():
+    x = np.random.default_rng(0).standard_normal(16000) * 0.1
+    with pytest.raises(metrics.MetricError, match="16000 Hz"):
+        metrics.pesq_wb(x, x, 8000)
+    with pytest.raises(metrics.MetricError, match="length mismatch"):
+        metrics.stoi(x, x[:-1000])
+    with pytest.raises(metrics.MetricError, match="silent"):
+        metrics.ssnr(np.zeros(16000), x)
+    bad = x.copy()
+    bad[5] = np.nan
+    with pytest.raises(metrics.MetricError, match="NaN"):
+        metrics.composite(x, bad)
+    with pytest.raises(metrics.MetricError, match="PESQ failed"):
+        metrics.pesq_wb(x[:3000], x[:3000])
+    with pytest.raises(metrics.MetricError, match="1-D"):
+        metrics.stoi(np.stack([x, x]), np.stack([x, x]))
+    # within tolerance: the longer one is cut
+    assert metrics.ssnr(x, x[:-100]) == 35.0
