@@ -1,0 +1,147 @@
+"""EnhanceSSL, export round trip, CLI: rates, channels, long files, batches, broken files."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from conftest import MINI_SET, ROOT
+
+import export as exporter
+import train as recipe
+from speechbrain_sslse.cli import enhance_main
+from speechbrain_sslse.inference import EnhanceSSL
+
+NOISY = os.path.join(MINI_SET, "noisy_testset_wav")
+SHIPPED = os.path.join(ROOT, "pretrained", "sslse-log1p-sim")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke-trained recipe folder and its export."""
+    run = tmp_path_factory.mktemp("run")
+    recipe.main([os.path.join(ROOT, "hparams", "smoke.yaml"), f"--output_folder={run}",
+                 f"--data_folder={MINI_SET}", "--num_workers=0"])
+    out = tmp_path_factory.mktemp("exported")
+    exporter.export(str(run), str(out), name="smoke")
+    return run, out
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return EnhanceSSL.from_hparams(str(trained[1]))
+
+
+def test_export_folder_is_self_contained(trained):
+    out = trained[1]
+    assert sorted(os.listdir(out)) == ["README.md", "enhancer.ckpt", "hyperparams.yaml", "layer_weights.json"]
+    card = open(out / "README.md").read()
+    assert card.startswith("---\nlicense:") and "EnhanceSSL.from_hparams" in card and "## Limitations" in card
+    # loads from a copy elsewhere, with the hub unreachable
+    moved = out.parent / "moved"
+    shutil.copytree(out, moved)
+    code = (
+        "import os; os.environ['HF_HUB_OFFLINE']='1';"
+        "import socket\n"
+        "def deny(*a, **k): raise OSError('network disabled')\n"
+        "socket.socket.connect = deny\n"
+        "from speechbrain_sslse.inference import EnhanceSSL\n"
+        f"m = EnhanceSSL.from_hparams({str(moved)!r}); print(m.enhance_file({os.path.join(NOISY, '0015.wav')!r}).shape)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "torch.Size([80000])" in res.stdout
+
+
+def test_matches_the_recipe_test_time_output(trained, model):
+    run, _ = trained
+    for path in sorted(glob.glob(str(run / "enhanced_wavs" / "*.wav"))):
+        recipe_out, rate = sf.read(path, dtype="float32")
+        ours = model.enhance_file(os.path.join(NOISY, os.path.basename(path)))
+        assert rate == 16000 and ours.shape == recipe_out.shape
+        assert np.abs(ours.numpy() - recipe_out).max() < 1e-5
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_other_sample_rates(model, tmp_path, rate):
+    x16, _ = sf.read(os.path.join(NOISY, "0016.wav"), dtype="float32")
+    x = AF.resample(torch.from_numpy(x16), 16000, rate).numpy()
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(src, x, rate)
+    y = model.enhance_file(str(src), str(dst))
+    info = sf.info(dst)
+    assert info.samplerate == rate and info.frames == len(x) == y.shape[-1]
+    # the same as enhancing the 16 kHz signal, up to the resampling round trip
+    back = AF.resample(y, rate, 16000)[: len(x16)]
+    ref = model.enhance_waveform(AF.resample(torch.from_numpy(x), rate, 16000))[: len(x16)]
+    snr = 10 * torch.log10(ref.pow(2).sum() / (ref - back).pow(2).sum())
+    assert snr > 25
+
+
+def test_stereo_is_enhanced_per_channel(model, tmp_path):
+    a, _ = sf.read(os.path.join(NOISY, "0015.wav"), dtype="float32")
+    b, _ = sf.read(os.path.join(NOISY, "0072.wav"), dtype="float32")
+    sf.write(tmp_path / "st.wav", np.stack([a, b], 1), 16000)
+    y = model.enhance_file(str(tmp_path / "st.wav"), str(tmp_path / "out.wav"))
+    assert y.shape == (2, len(a)) and sf.info(tmp_path / "out.wav").channels == 2
+    for ch, path in zip(y, ("0015.wav", "0072.wav")):
+        torch.testing.assert_close(ch, model.enhance_file(os.path.join(NOISY, path)), atol=1e-5, rtol=0)
+
+
+def test_unequal_batch_equals_one_by_one(model):
+    files = sorted(glob.glob(os.path.join(MINI_SET, "noisy_trainset_28spk_wav", "*.wav")))[:4]
+    sigs = [torch.from_numpy(sf.read(f, dtype="float32")[0]) for f in files]
+    n = max(len(s) for s in sigs)
+    batch = torch.stack([torch.nn.functional.pad(s, (0, n - len(s))) for s in sigs])
+    out = model.enhance_batch(batch, torch.tensor([len(s) / n for s in sigs]))
+    for s, o in zip(sigs, out):
+        torch.testing.assert_close(o[: len(s)], model.enhance_batch(s[None])[0], atol=1e-5, rtol=0)
+        assert torch.count_nonzero(o[len(s):]) == 0
+    many = model.enhance_many(sigs, batch_size=3)
+    for s, o in zip(sigs, many):
+        torch.testing.assert_close(o, model.enhance_batch(s[None])[0], atol=1e-5, rtol=0)
+
+
+def _sixty_seconds():
+    pairs = sorted(glob.glob(os.path.join(MINI_SET, "noisy_*", "*.wav")))
+    noisy = np.concatenate([sf.read(p, dtype="float32")[0] for p in pairs])
+    clean = np.concatenate([sf.read(p.replace("noisy_", "clean_"), dtype="float32")[0] for p in pairs])
+    reps = -(-60 * 16000 // len(noisy))
+    return np.tile(noisy, reps)[: 60 * 16000], np.tile(clean, reps)[: 60 * 16000]
+
+
+def _snr(ref, est):
+    return 10 * np.log10(np.sum(ref**2) / np.sum((ref - est) ** 2))
+
+
+@pytest.mark.skipif(not os.path.isdir(SHIPPED), reason="shipped model not present")
+def test_long_file_in_chunks_matches_whole_file(tmp_path):
+    noisy, clean = _sixty_seconds()
+    sf.write(tmp_path / "long.wav", noisy, 16000)
+    chunked = EnhanceSSL.from_hparams(SHIPPED)
+    whole = EnhanceSSL.from_hparams(SHIPPED, overrides={"chunk_seconds": 70.0})
+    assert chunked.chunk_samples < len(noisy) <= whole.chunk_samples
+    a = chunked.enhance_file(str(tmp_path / "long.wav")).numpy()
+    b = whole.enhance_file(str(tmp_path / "long.wav")).numpy()
+    assert abs(_snr(clean, a) - _snr(clean, b)) < 0.1
+    assert _snr(b, a) > 30  # the two outputs themselves agree closely
+
+
+def test_cli_on_a_folder_with_one_broken_file(trained, tmp_path, capsys):
+    src = tmp_path / "in"
+    shutil.copytree(NOISY, src)
+    (src / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wave file")
+    out = tmp_path / "out"
+    code = enhance_main([str(src), "-o", str(out), "--source", str(trained[1]), "--batch-size", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "broken.wav" in err and "1 file(s) failed" in err
+    assert sorted(os.listdir(out)) == sorted(os.listdir(NOISY))
+    # never overwrites inputs: output folder == input folder is refused per file
+    code = enhance_main([str(src / "0015.wav"), "-o", str(src), "--source", str(trained[1])])
+    assert code == 1 and "overwrite" in capsys.readouterr().err
+    assert sf.info(src / "0015.wav").subtype == "PCM_16"  # untouched
