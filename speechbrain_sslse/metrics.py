@@ -14,7 +14,6 @@ import math
 from typing import Callable
 
 import numpy as np
-from scipy.linalg import solve_toeplitz
 
 SAMPLE_RATE = 16000
 #: Column order of the paper's tables, plus segmental SNR.
@@ -99,32 +98,34 @@ def ssnr(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> float:
 
 
 def _lpc(frames: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Autocorrelation (frames, order+1) and LPC polynomials [1, -a] (Levinson-Durbin)."""
+    """Autocorrelation (frames, order+1) and LPC polynomials [1, -a] by Loizou's
+    Levinson-Durbin recursion, vectorised over frames. Digitally silent frames have no LPC
+    model: their polynomials come out NaN and ``llr_frames`` leaves them out."""
     n = frames.shape[1]
     r = np.stack([np.sum(frames[:, : n - k] * frames[:, k:], axis=1) for k in range(order + 1)], axis=1)
-    a = np.zeros((len(frames), order + 1))
-    a[:, 0] = 1.0
-    for i, row in enumerate(r):
-        a[i, 1:] = -solve_toeplitz(row[:order], row[1 : order + 1])
-    return r, a
+    a = np.zeros((len(frames), order))
+    err = r[:, 0].copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(order):
+            k = (r[:, i + 1] - np.sum(a[:, :i] * r[:, i:0:-1], axis=1)) / err
+            past = a[:, :i].copy()
+            a[:, i] = k
+            a[:, :i] = past - k[:, None] * past[:, ::-1]
+            err = (1 - k * k) * err
+    return r, np.concatenate([np.ones((len(frames), 1)), -a], axis=1)
 
 
 def llr_frames(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Per-frame log-likelihood ratio of the LPC models."""
+    """Per-frame log-likelihood ratio of the LPC models (NaN where a frame is silent)."""
     order = 10 if sample_rate < 10000 else 16
     c, e = _frames(clean, sample_rate), _frames(enhanced, sample_rate)
     r_clean, a_clean = _lpc(c, order)
     _, a_enh = _lpc(e, order)
-    out = np.empty(len(c))
-    for i in range(len(c)):
-        toe = _toeplitz(r_clean[i])
-        out[i] = np.log((a_enh[i] @ toe @ a_enh[i]) / (a_clean[i] @ toe @ a_clean[i]))
-    return out
-
-
-def _toeplitz(r: np.ndarray) -> np.ndarray:
-    idx = np.abs(np.arange(len(r))[:, None] - np.arange(len(r))[None, :])
-    return r[idx]
+    toe = r_clean[:, np.abs(np.arange(order + 1)[:, None] - np.arange(order + 1)[None, :])]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        num = np.einsum("fi,fij,fj->f", a_enh, toe, a_enh)
+        den = np.einsum("fi,fij,fj->f", a_clean, toe, a_clean)
+        return np.log(num / den)
 
 
 _CENT_FREQ = np.array([
@@ -190,8 +191,11 @@ def wss_frames(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def _best_mean(values: np.ndarray, alpha: float = 0.95) -> float:
-    values = np.sort(values)
-    return float(np.mean(values[: round(len(values) * alpha)]))
+    """Mean of the lowest ``alpha`` share of the defined (finite) frame values."""
+    values = np.sort(values[np.isfinite(values)])
+    if len(values) == 0:
+        raise MetricError("no frame with signal in the reference (all frames silent)")
+    return float(np.mean(values[: max(1, round(len(values) * alpha))]))
 
 
 def composite(clean, enhanced, sample_rate: int = SAMPLE_RATE, pesq_value: float | None = None) -> dict[str, float]:

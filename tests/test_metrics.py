@@ -61,3 +61,14 @@ def test_clear_errors():
         metrics.stoi(np.stack([x, x]), np.stack([x, x]))
     # within tolerance: the longer one is cut
     assert metrics.ssnr(x, x[:-100]) == 35.0
+
+
+def test_digitally_silent_frames_do_not_break_the_composite():
+    clean, sr = sf.read(os.path.join(REF_DIR, "arctic_a0010.wav"))
+    deg, _ = sf.read(os.path.join(REF_DIR, "arctic_a0010_aircon_15dB.wav"))
+    clean = np.concatenate([np.zeros(8000), clean])
+    deg = np.concatenate([np.zeros(8000), deg])
+    s = metrics.all_metrics(clean, deg, sr)
+    assert all(np.isfinite(v) for v in s.values())
+    with pytest.raises(metrics.MetricError, match="silent"):
+        metrics.composite(np.zeros(16000), deg[:16000])
