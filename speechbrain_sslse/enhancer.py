@@ -17,6 +17,7 @@ from speechbrain.utils.checkpoints import (
 from torch import nn
 
 from .features import N_BINS, LogSpectrum, align_ssl_frames, num_frames, relative_to_absolute
+from .errors import ConfigError
 from .head import BLSTMMasker
 from .lobes import SSLEncoder
 
@@ -52,9 +53,9 @@ class SSLEnhancer(nn.Module):
     ):
         super().__init__()
         if input not in INPUTS:
-            raise ValueError(f"Unknown input {input!r}; choose one of {INPUTS}")
+            raise ConfigError(f"Unknown input {input!r}; choose one of {INPUTS}")
         if input != "spectrum" and ssl_encoder is None:
-            raise ValueError(f"input={input!r} needs an ssl_encoder")
+            raise ConfigError(f"input={input!r} needs an ssl_encoder")
         self.input = input
         self.spectrum = LogSpectrum()
         self.ssl = ssl_encoder if input != "spectrum" else None

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import yaml
+from .errors import ConfigError
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
 
@@ -41,7 +42,13 @@ def load_hparams(path: str, overrides: str | dict | None = None) -> dict[str, An
     """
     root, merged = _merged(path, overrides)
     with open(root, encoding="utf-8") as f:
-        return load_hyperpyyaml(f, merged, overrides_must_match=True)
+        try:
+            return load_hyperpyyaml(f, merged, overrides_must_match=True)
+        except (KeyError, ValueError) as err:
+            message = str(err).strip('"')
+            if "Override" in message or "overrides" in message:  # a key that is not in the file
+                raise ConfigError(f"{path}: {message[:160]}...") from None
+            raise
 
 
 def resolved_yaml(path: str, overrides: str | dict | None = None) -> str:

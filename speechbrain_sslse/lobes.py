@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
 from .ssl_loader import load_ssl_model
 
 MODES = ("frozen", "partial", "entire", "scratch")
@@ -77,9 +78,9 @@ class SSLEncoder(nn.Module):
     ):
         super().__init__()
         if mode not in MODES:
-            raise ValueError(f"Unknown SSL mode {mode!r}; choose one of {MODES}")
+            raise ConfigError(f"Unknown SSL mode {mode!r}; choose one of {MODES}")
         if output not in OUTPUTS:
-            raise ValueError(f"Unknown SSL output {output!r}; choose one of {OUTPUTS}")
+            raise ConfigError(f"Unknown SSL output {output!r}; choose one of {OUTPUTS}")
         self.mode, self.output, self.source = mode, output, source
         config = config or None  # an empty mapping (YAML `{}`) means "load from source"
         self.model = load_ssl_model(
@@ -100,7 +101,7 @@ class SSLEncoder(nn.Module):
         else:
             self.layer_ids = [int(i) for i in layers]
             if not all(0 <= i <= n for i in self.layer_ids):
-                raise ValueError(f"layer ids must lie in [0, {n}], got {self.layer_ids}")
+                raise ConfigError(f"layer ids must lie in [0, {n}], got {self.layer_ids}")
         self.output_size = cfg.hidden_size
         self.receptive_field = _receptive_field(cfg)
         self._groupnorm_cnn = cfg.feat_extract_norm == "group"

@@ -22,6 +22,8 @@ from transformers import (
     WavLMModel,
 )
 
+from .errors import ConfigError
+
 #: model_type (as in an HF ``config.json``) -> (config class, model class)
 SSL_TYPES: dict[str, tuple[type, type]] = {
     "wavlm": (WavLMConfig, WavLMModel),
@@ -40,7 +42,7 @@ HUB_IDS = {
 }
 
 
-class SSLSourceError(ValueError):
+class SSLSourceError(ConfigError):
     """Raised when an SSL source cannot be resolved; the message says why and what to do."""
 
 

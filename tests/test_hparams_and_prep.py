@@ -10,6 +10,7 @@ import soundfile as sf
 from conftest import MINI_SET, ROOT
 
 from prepare_vctk import PrepError, prepare_vctk
+from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.hparams import load_hparams
 
 ROWS = sorted(glob.glob(os.path.join(ROOT, "hparams", "table*", "*.yaml"))) + [
@@ -55,7 +56,7 @@ def test_row_builds_the_model_its_name_says(path, tiny_folders):
 
 
 def test_unknown_override_is_an_error():
-    with pytest.raises(Exception, match="ssl_mdoe.* not found"):
+    with pytest.raises(ConfigError, match="ssl_mdoe.* not found"):
         load_hparams(os.path.join(ROOT, "hparams", "smoke.yaml"), {"ssl_mdoe": "frozen"})
 
 

@@ -182,8 +182,14 @@ DEFAULT_LIMITATIONS = (
 def export(recipe_folder: str, out_folder: str, name: str | None = None, summaries: dict[str, str] | None = None,
            training: str = "", limitations: str = DEFAULT_LIMITATIONS, ssl_source: str | None = None,
            datasets: list[str] | None = None) -> str:
-    model = load_model(recipe_folder, ssl_source=ssl_source)
-    enhancer = model.mods.enhancer
+    enhancer = load_model(recipe_folder, ssl_source=ssl_source).mods.enhancer
+    return save_model_folder(enhancer, out_folder, name, summaries, training, limitations, datasets)
+
+
+def save_model_folder(enhancer, out_folder: str, name: str | None = None, summaries: dict[str, str] | None = None,
+                      training: str = "", limitations: str = DEFAULT_LIMITATIONS,
+                      datasets: list[str] | None = None) -> str:
+    """Writes the model folder for an in-memory ``SSLEnhancer``."""
     name = name or os.path.basename(os.path.normpath(out_folder))
     os.makedirs(out_folder, exist_ok=True)
     torch.save(enhancer.checkpoint_state_dict(), os.path.join(out_folder, "enhancer.ckpt"))

@@ -20,11 +20,13 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_sslse import metrics
 from speechbrain_sslse.audio import write_audio
+from speechbrain_sslse.checkpoints import CheckpointError, check_checkpoints
+from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.data import random_crop_pair, random_gain
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prepare_vctk import prepare_vctk  # noqa: E402
+from prepare_vctk import PrepError, prepare_vctk  # noqa: E402
 
 logger = get_logger(__name__)
 
@@ -161,6 +163,7 @@ def main(argv: list[str]) -> SSLSEBrain:
             "skip_prep": hparams["skip_prep"],
         },
     )
+    run_on_main(check_checkpoints, args=[hparams["checkpointer"]])
     datasets = dataio_prep(hparams)
     run_on_main(os.makedirs, args=[hparams["enhanced_folder"]], kwargs={"exist_ok": True})
 
@@ -191,4 +194,8 @@ def main(argv: list[str]) -> SSLSEBrain:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, PrepError, CheckpointError) as err:  # one clear line, before training
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,262 @@
+"""Clean-noisy (CN) distance per SSL layer vs learned layer weights (paper Sec. 3.3, Figs. 2-3).
+
+d_l = mean over frames t of || g_l(z_clean_l(t)) - g_l(z_noisy_l(t)) ||^2 (Eq. 1), with
+g_l(z) = (z - mu_l) / sigma_l. Here mu_l and sigma_l are per-channel mean and standard
+deviation over the frames of layer l of *both* signals of the pair (pooled), so one
+normalisation is applied to clean and noisy alike and identical inputs give exactly 0.
+Curves are averaged over randomly sampled pairs (Eq. 3; per-pair curves are kept as the
+"bundle") and min-max normalised to [0, 1] for plots, as in the paper.
+
+    sslse-analyze --source results/sim_scratch_small/999 --manifest train.json --out analysis/
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .audio import read_mono_16k
+from .lobes import SSLEncoder
+
+EPS = 1e-5
+
+
+def cn_distance_from_states(clean: Sequence[torch.Tensor], noisy: Sequence[torch.Tensor]) -> np.ndarray:
+    """Eq. 1 for one pair: per-layer distance from (frames, dim) embeddings."""
+    out = []
+    for zc, zn in zip(clean, noisy):
+        n = min(len(zc), len(zn))
+        zc, zn = zc[:n].double(), zn[:n].double()
+        pooled = torch.cat([zc, zn])
+        mu, sigma = pooled.mean(0), pooled.std(0, unbiased=False).clamp(min=EPS)
+        out.append(float((((zc - mu) / sigma - (zn - mu) / sigma) ** 2).sum(-1).mean()))
+    return np.array(out)
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] (the paper's plots); a flat curve maps to zeros."""
+    values = np.asarray(values, dtype=float)
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+def pearson(a: Sequence[float], b: Sequence[float]) -> float:
+    """Pearson correlation coefficient."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def cn_distances(
+    encoder: SSLEncoder, pairs: Sequence[tuple[str, str]], batch_size: int = 4, device: str = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """(pairs, layers) distances over ``encoder.layer_ids``; pairs are (clean, noisy) paths.
+    Pairs run in padded batches (the encoder masks padding exactly)."""
+    encoder = encoder.to(device).eval()
+    rows = []
+    bar = tqdm(total=len(pairs), desc="CN distance", unit="pair", disable=None if progress else True)
+    for k in range(0, len(pairs), batch_size):
+        sigs = []
+        for clean, noisy in pairs[k : k + batch_size]:
+            c, x = read_mono_16k(clean), read_mono_16k(noisy)
+            n = min(len(c), len(x))
+            sigs += [c[:n], x[:n]]
+        lengths = torch.tensor([len(s) for s in sigs])
+        batch = torch.stack([torch.nn.functional.pad(s, (0, int(lengths.max()) - len(s))) for s in sigs]).to(device)
+        with torch.inference_mode():
+            states, frames, _ = encoder.hidden_states(batch, lengths.to(device))
+        for i in range(0, len(sigs), 2):
+            f = int(frames[i])
+            rows.append(cn_distance_from_states([s[i, :f].cpu() for s in states], [s[i + 1, :f].cpu() for s in states]))
+            bar.update(1)
+    bar.close()
+    return np.stack(rows)
+
+
+def sample_pairs(manifest: str, n: int, seed: int = 999) -> list[tuple[str, str]]:
+    """n random (clean, noisy) pairs from a SpeechBrain JSON manifest (all if n <= 0)."""
+    with open(manifest) as f:
+        data = json.load(f)
+    items = [(e["clean_wav"], e["noisy_wav"]) for _, e in sorted(data.items())]
+    if 0 < n < len(items):
+        items = random.Random(seed).sample(items, n)
+    return items
+
+
+# -- sources and weights ------------------------------------------------------------
+def load_encoder(source: str, layers: str = "auto") -> tuple[SSLEncoder, np.ndarray | None, str]:
+    """(encoder, learned weights or None, label) from a hub id / local HF folder, an exported
+    model folder, a trained recipe folder (its possibly fine-tuned encoder), or a JSON/YAML
+    file holding a config mapping with ``model_type`` (a random encoder, seeded)."""
+    if os.path.isfile(source) and source.endswith((".json", ".yaml", ".yml")):
+        import yaml
+
+        torch.manual_seed(0)
+        with open(source) as f:
+            return SSLEncoder(config=yaml.safe_load(f), mode="frozen", layers=layers), None, _label(source)
+    if os.path.isfile(os.path.join(source, "hyperparams.yaml")):
+        from .inference import load_model
+
+        enhancer = load_model(source).mods.enhancer
+        if enhancer.ssl is None:
+            raise ValueError(f"{source}: this model has no SSL encoder (log1p only)")
+        weights = enhancer.layer_weights
+        return enhancer.ssl, None if weights is None else weights.numpy(), _label(source)
+    return SSLEncoder(source=source, mode="frozen", output="last", layers=layers), None, _label(source)
+
+
+def _label(source: str) -> str:
+    parts = os.path.splitext(os.path.normpath(source))[0].split(os.sep)
+    return parts[-2] if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+
+
+def read_layer_weights(path: str) -> np.ndarray:
+    """Learned weighted-sum weights from an exported folder (layer_weights.json), a recipe
+    folder (best checkpoint), or a JSON file with a ``weights`` list."""
+    if os.path.isfile(path):
+        return np.array(json.load(open(path))["weights"])
+    exported = os.path.join(path, "layer_weights.json")
+    if os.path.isfile(exported) and not os.path.isdir(os.path.join(path, "save")):
+        return np.array(json.load(open(exported))["weights"])
+    _, weights, _ = load_encoder(path)
+    if weights is None:
+        raise ValueError(f"{path}: no learned layer weights (last-layer or log1p-only model)")
+    return weights
+
+
+# -- outputs ---------------------------------------------------------------------------
+def write_csv(path: str, layer_ids: Sequence[int], dist: np.ndarray, weights: np.ndarray | None) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["layer", "mean", "std", "mean_minmax", "weight", *[f"pair{i}" for i in range(len(dist))]])
+        mean = dist.mean(0)
+        norm = minmax(mean)
+        for j, layer in enumerate(layer_ids):
+            weight = "" if weights is None else f"{weights[j]:.6f}"
+            w.writerow([layer, f"{mean[j]:.6f}", f"{dist[:, j].std():.6f}", f"{norm[j]:.6f}", weight,
+                        *[f"{v:.6f}" for v in dist[:, j]]])
+
+
+def plot_fig2(path: str, layer_ids, dist: np.ndarray, weights: np.ndarray | None, title: str) -> None:
+    """Bundle of per-pair CN curves (min-max normalised), their mean, weights on a 2nd axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for row in dist:
+        ax.plot(layer_ids, minmax(row), color="0.75", lw=0.8)
+    ax.plot(layer_ids, minmax(dist.mean(0)), color="C0", lw=2.5, label="CN distance (mean)")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("normalised CN distance")
+    ax.set_ylim(-0.05, 1.05)
+    if weights is not None:
+        ax2 = ax.twinx()
+        ax2.plot(layer_ids, weights, color="C3", marker="o", lw=2, label="learned weight")
+        ax2.set_ylabel("learned layer weight", color="C3")
+        r = pearson(weights, dist.mean(0))
+        title += f"  (Pearson r = {r:.2f})"
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_fig3(path: str, layer_ids, curves: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+    """Before vs after fine-tuning: mean CN curves (solid) and weights (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax2 = ax.twinx()
+    for i, (label, (dist, weights)) in enumerate(curves.items()):
+        ax.plot(layer_ids, minmax(dist.mean(0)), color=f"C{i}", lw=2, label=f"CN distance: {label}")
+        if weights is not None:
+            ax2.plot(layer_ids, weights, color=f"C{i}", ls="--", marker="o", label=f"weights: {label}")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("normalised CN distance")
+    ax2.set_ylabel("learned layer weight")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.legend(loc="upper right", fontsize=8)
+    ax.set_title("CN distance and layer weights before vs after fine-tuning")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_last: int = 0, seed: int = 999,
+            batch_size: int = 4, device: str = "cpu", weights_from: str | None = None,
+            compare: str | None = None) -> dict:
+    """Runs the analysis for ``source`` (and ``compare``, e.g. the pre-fine-tuning encoder);
+    writes cn_distance_<label>.csv, summary.json, fig2_<label>.png (+ fig3_compare.png)."""
+    os.makedirs(out_dir, exist_ok=True)
+    pairs = sample_pairs(manifest, n_pairs, seed)
+    results, summary = {}, {"pairs": len(pairs), "manifest": os.path.abspath(manifest), "seed": seed,
+                            "normalisation": "per-channel mean/std over the pair's clean+noisy frames (pooled)",
+                            "drop_last": drop_last, "sources": {}}
+    for src in [source] + ([compare] if compare else []):
+        encoder, weights, label = load_encoder(src)
+        if src == source and weights_from:
+            weights = read_layer_weights(weights_from)
+        dist = cn_distances(encoder, pairs, batch_size, device)
+        layer_ids = list(encoder.layer_ids)
+        if weights is not None and len(weights) != len(layer_ids):
+            raise ValueError(f"{label}: {len(weights)} weights for {len(layer_ids)} layers")
+        if drop_last:
+            layer_ids, dist = layer_ids[:-drop_last], dist[:, :-drop_last]
+            weights = None if weights is None else weights[:-drop_last]
+        write_csv(os.path.join(out_dir, f"cn_distance_{label}.csv"), layer_ids, dist, weights)
+        plot_fig2(os.path.join(out_dir, f"fig2_{label}.png"), layer_ids, dist, weights, f"{label}: CN distance per layer")
+        entry = {"source": src, "layers": layer_ids, "mean": dist.mean(0).tolist(), "std": dist.std(0).tolist(),
+                 "mean_minmax": minmax(dist.mean(0)).tolist(),
+                 "weights": None if weights is None else [float(w) for w in weights],
+                 "pearson_weights_vs_cn": None if weights is None else pearson(weights, dist.mean(0))}
+        summary["sources"][label] = entry
+        results[label] = (layer_ids, dist, weights)
+    if compare:
+        ids = next(iter(results.values()))[0]
+        if all(r[0] == ids for r in results.values()):
+            plot_fig3(os.path.join(out_dir, "fig3_compare.png"), ids, {k: (v[1], v[2]) for k, v in results.items()})
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sslse-analyze", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", required=True, help="hub id, local HF folder, exported model or trained recipe folder")
+    ap.add_argument("--compare", help="a second source (e.g. the encoder before fine-tuning) for Fig. 3")
+    ap.add_argument("--manifest", required=True, help="JSON manifest of clean/noisy pairs (prepare_vctk.py)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--pairs", type=int, default=20, help="randomly sampled pairs (<= 0: all)")
+    ap.add_argument("--drop-last", type=int, default=0, help="drop the last k layers (paper: 2 for wav2vec 2.0)")
+    ap.add_argument("--weights-from", help="recipe/exported folder or JSON with learned weights for --source")
+    ap.add_argument("--seed", type=int, default=999)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    s = analyze(args.source, args.manifest, args.out, args.pairs, args.drop_last, args.seed, args.batch_size,
+                args.device, args.weights_from, args.compare)
+    for label, e in s["sources"].items():
+        r = e["pearson_weights_vs_cn"]
+        print(f"{label}: {len(e['layers'])} layers, CN mean {np.round(e['mean'], 3).tolist()}"
+              + ("" if r is None else f", Pearson(weights, CN) = {r:.3f}"))
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Checkpoints that survive a kill: written meta-file-last, checked before resuming.
+
+SpeechBrain's ``Checkpointer`` writes ``CKPT.yaml`` *first*, so a job killed while saving
+leaves a directory that looks complete but holds a truncated parameter file, and the next
+run dies inside ``torch.load``. Here the meta file is written last by an atomic rename (a
+directory without it is not a checkpoint), and ``check_checkpoints`` verifies the newest
+checkpoint before recovery, setting aside a corrupt one and saying so.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import shutil
+
+import torch
+import yaml
+from speechbrain.utils.checkpoints import CKPT_PREFIX, METAFNAME, PARAMFILE_EXT, Checkpointer, ckpt_recency
+from speechbrain.utils.distributed import if_main_process
+
+logger = logging.getLogger(__name__)
+PENDING = METAFNAME + ".pending"
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint to resume from; the message says which file and why."""
+
+
+class AtomicCheckpointer(Checkpointer):
+    """A ``Checkpointer`` whose checkpoints appear only once every file is written."""
+
+    def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
+        return super()._save_checkpoint_metafile(pathlib.Path(fpath).with_name(PENDING), meta_to_include, end_of_epoch)
+
+    def save_checkpoint(self, *args, **kwargs):
+        ckpt = super().save_checkpoint(*args, **kwargs)
+        if if_main_process():
+            os.replace(ckpt.path / PENDING, ckpt.path / METAFNAME)
+        return ckpt
+
+
+def _problem(ckpt_dir: pathlib.Path) -> str | None:
+    """Why a checkpoint cannot be loaded, or None when every file loads."""
+    for f in sorted(ckpt_dir.glob("*" + PARAMFILE_EXT)):
+        try:
+            with open(f, "rb") as fh:
+                is_torch = fh.read(4) == b"PK\x03\x04"  # torch.save's zip container
+            if is_torch:
+                torch.load(f, map_location="cpu", weights_only=False)
+            else:  # Brain and data-loader state are small YAML / text files
+                with open(f, encoding="utf-8") as fh:
+                    yaml.safe_load(fh)
+        except Exception as err:  # truncated zip, unpickling error, bad YAML, ...
+            return f"{f.name} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+    return None
+
+
+def check_checkpoints(checkpointer: Checkpointer) -> None:
+    """Before resuming: remove half-written checkpoint folders, and verify the newest
+    checkpoint; a corrupt one is renamed ``*.corrupt`` (with a warning) so that recovery
+    falls back to the previous one. Raises ``CheckpointError`` if none is usable."""
+    folder = pathlib.Path(checkpointer.checkpoints_dir)
+    if not folder.is_dir():
+        return
+    for d in folder.glob(CKPT_PREFIX + "+*"):
+        if d.is_dir() and not (d / METAFNAME).exists():
+            logger.warning("removing incomplete checkpoint %s (the job stopped while saving it)", d)
+            shutil.rmtree(d, ignore_errors=True)
+    checkpoints = sorted(checkpointer.list_checkpoints(), key=ckpt_recency, reverse=True)
+    for i, ckpt in enumerate(checkpoints):
+        problem = _problem(pathlib.Path(ckpt.path))
+        if problem is None:
+            return
+        aside = pathlib.Path(str(ckpt.path) + ".corrupt")
+        os.replace(ckpt.path, aside)
+        if i + 1 < len(checkpoints):
+            logger.warning("checkpoint %s is corrupt: %s; moved to %s, falling back to %s",
+                           ckpt.path, problem, aside, checkpoints[i + 1].path)
+        else:
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} is corrupt: {problem}. It was moved to {aside}; no earlier "
+                "checkpoint exists. Run the command again to start training from scratch."
+            )

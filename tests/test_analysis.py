@@ -1,0 +1,75 @@
+"""CN distance, correlation, weights and plots."""
+import json
+import os
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import scipy.stats
+import soundfile as sf
+import torch
+from conftest import MINI_SET, tiny_config
+
+from speechbrain_sslse import SSLEncoder
+from speechbrain_sslse.analysis import analyze, cn_distance_from_states, cn_distances, minmax, pearson
+
+
+def _manifest(tmp_path):
+    items = {}
+    for name in sorted(os.listdir(os.path.join(MINI_SET, "clean_trainset_28spk_wav"))):
+        items[name[:-4]] = {"clean_wav": os.path.join(MINI_SET, "clean_trainset_28spk_wav", name),
+                            "noisy_wav": os.path.join(MINI_SET, "noisy_trainset_28spk_wav", name)}
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps(items))
+    return str(path)
+
+
+def test_identical_clean_and_noisy_give_zero_everywhere(tmp_path):
+    enc = SSLEncoder(config=tiny_config(), layers="all")
+    clean = os.path.join(MINI_SET, "clean_trainset_28spk_wav", "p287_001.wav")
+    d = cn_distances(enc, [(clean, clean), (clean, clean)], progress=False)
+    assert d.shape == (2, 4) and np.all(d == 0)
+
+
+def test_a_change_at_one_layer_shows_there():
+    enc = SSLEncoder(config=tiny_config(), layers="all").eval()
+    x = torch.randn(1, 16000)
+    clean, _, _ = enc.hidden_states(x)
+    k = 2  # perturb the output of transformer layer 2 (hidden state index 2)
+    handle = enc.model.encoder.layers[k - 1].register_forward_hook(
+        lambda m, a, out: (out[0] + 0.5 * torch.randn_like(out[0]),) + tuple(out[1:])
+    )
+    noisy, _, _ = enc.hidden_states(x)
+    handle.remove()
+    d = cn_distance_from_states([s[0] for s in clean], [s[0] for s in noisy])
+    assert np.all(d[:k] == 0) and d[k] > 0
+    assert np.argmax(d > 0) == k
+
+
+def test_pearson_matches_scipy():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(13), rng.standard_normal(13)
+    assert pearson(a, b) == pytest.approx(scipy.stats.pearsonr(a, b)[0], abs=1e-12)
+    assert pearson(a, 2 * a + 1) == pytest.approx(1.0)
+    assert minmax(np.array([2.0, 4.0, 3.0])).tolist() == [0.0, 1.0, 0.5]
+
+
+def test_analyze_writes_csv_json_and_pngs(tmp_path):
+    from speechbrain_sslse.inference import load_model  # noqa: F401  (import check)
+
+    cfg = tmp_path / "tiny_wavlm.json"
+    cfg.write_text(json.dumps(tiny_config()))
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({"weights": [0.1, 0.2, 0.3, 0.4]}))
+    out = tmp_path / "out"
+    s = analyze(str(cfg), _manifest(tmp_path), str(out), n_pairs=4, weights_from=str(weights),
+                compare=str(cfg), batch_size=3)
+    entry = s["sources"]["tiny_wavlm"]
+    assert len(entry["mean"]) == 4 and entry["pearson_weights_vs_cn"] == pytest.approx(
+        scipy.stats.pearsonr([0.1, 0.2, 0.3, 0.4], entry["mean"])[0])
+    assert s["pairs"] == 4
+    lines = open(out / "cn_distance_tiny_wavlm.csv").read().splitlines()
+    assert lines[0].startswith("layer,mean,std,mean_minmax,weight,pair0") and len(lines) == 5
+    for png in ("fig2_tiny_wavlm.png", "fig3_compare.png"):
+        assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        assert mpimg.imread(out / png).shape[:2] == (450, 800)
