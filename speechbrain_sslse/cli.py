@@ -12,22 +12,25 @@ AUDIO_EXT = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".sph")
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """(path, name relative to its root) for files, folders (recursive) and globs; plus the
-    inputs that matched nothing (reported as errors, not dropped silently)."""
+    """(path, name relative to its root) for files, folders (recursive) and globs; plus
+    (input, reason) for inputs that gave no file (reported as errors, not dropped silently)."""
     found, missing = [], []
     for item in inputs:
         if os.path.isdir(item):
+            before = len(found)
             for folder, _, files in os.walk(item):
                 for f in sorted(files):
                     if f.lower().endswith(AUDIO_EXT):
                         path = os.path.join(folder, f)
                         found.append((path, os.path.relpath(path, item)))
+            if len(found) == before:
+                missing.append((item, f"is a directory with no audio files ({', '.join(AUDIO_EXT)})"))
         elif os.path.exists(item):
             found.append((item, os.path.basename(item)))
         else:
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
-                missing.append(item)
+                missing.append((item, "no such file, folder or glob match"))
             found += [(m, os.path.basename(m)) for m in matches if os.path.isfile(m)]
     return found, missing
 
@@ -46,7 +49,7 @@ def enhance_main(argv: list[str] | None = None) -> int:
     from .inference import load_model
 
     files, missing = expand_inputs(args.inputs)
-    errors = [(m, "no such file, folder or glob match") for m in missing]
+    errors = list(missing)
     model = load_model(args.source, ssl_source=args.ssl_source, device=args.device)
     out_root = os.path.abspath(args.output)
     done = 0

@@ -46,18 +46,19 @@ def _wavs(folder: str) -> dict[str, str]:
 
 
 def _to_16k(path: str, out_folder: str) -> tuple[str, int]:
-    """Path of a 16 kHz mono copy (the file itself when it already is) and its length."""
+    """Path of a 16 kHz mono copy (the file itself when it already is) and its length.
+    Every file is read once, so unreadable, empty or NaN/Inf files are refused here,
+    not in the middle of training."""
     try:
-        info = sf.info(path)
-    except Exception as err:
-        raise PrepError(f"{path}: not a readable audio file ({str(err).splitlines()[0]})") from None
-    if info.channels != 1:
-        raise PrepError(f"{path}: has {info.channels} channels; VoiceBank-DEMAND files are mono")
-    if info.samplerate == SAMPLE_RATE:
-        return os.path.abspath(path), info.frames
+        wav, rate = read_audio(path)
+    except AudioError as err:
+        raise PrepError(str(err)) from None
+    if wav.shape[0] != 1:
+        raise PrepError(f"{path}: has {wav.shape[0]} channels; VoiceBank-DEMAND files are mono")
+    if rate == SAMPLE_RATE:
+        return os.path.abspath(path), wav.shape[1]
     target = os.path.join(out_folder, os.path.basename(path))
     if not os.path.exists(target):
-        wav, rate = read_audio(path)
         write_audio(target, resample(wav, rate)[0])
     return os.path.abspath(target), sf.info(target).frames
 
@@ -74,11 +75,8 @@ def _pairs(data_folder: str, save_folder: str, subset: str) -> dict[str, dict]:
         )
     entries = {}
     for uid in tqdm(sorted(clean), desc=f"prepare {subset}", disable=None):
-        try:
-            c_path, c_len = _to_16k(clean[uid], os.path.join(save_folder, "wav16k", SUBSETS[subset][0]))
-            n_path, n_len = _to_16k(noisy[uid], os.path.join(save_folder, "wav16k", SUBSETS[subset][1]))
-        except AudioError as err:
-            raise PrepError(str(err)) from None
+        c_path, c_len = _to_16k(clean[uid], os.path.join(save_folder, "wav16k", SUBSETS[subset][0]))
+        n_path, n_len = _to_16k(noisy[uid], os.path.join(save_folder, "wav16k", SUBSETS[subset][1]))
         if c_len != n_len:
             raise PrepError(f"{subset}/{uid}: clean has {c_len} samples, noisy {n_len}; pairs must be aligned")
         entries[uid] = {

@@ -1,0 +1,186 @@
+"""Every kind of input a person may throw at it: a correct result or one clear error that
+names the file, through EnhanceSSL.enhance_file, the CLI, the evaluate command and data prep."""
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import MINI_SET, tiny_config
+
+import export as exporter
+from prepare_vctk import PrepError, prepare_vctk
+from speechbrain_sslse import SSLEncoder, SSLEnhancer
+from speechbrain_sslse.audio import AudioError, write_audio
+from speechbrain_sslse.cli import enhance_main
+from speechbrain_sslse.evaluation import score_folders
+from speechbrain_sslse.inference import EnhanceSSL
+
+SPEECH, _ = sf.read(os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav"), dtype="float32")
+SPEECH = SPEECH[:16000]
+
+
+def _wav(path, data, rate=16000, subtype=None, fmt=None):
+    sf.write(path, data, rate, subtype=subtype, format=fmt)
+
+
+def _truncated(path):
+    buf = io.BytesIO()
+    sf.write(buf, SPEECH, 16000, format="WAV")
+    path.write_bytes(buf.getvalue()[:30])
+
+
+# name -> (writer(path) or None for "missing", expected: "ok" or error regex, channels, rate)
+CASES = {
+    "empty_file": (lambda p: p.write_bytes(b""), "not a readable audio file", None, None),
+    "one_sample": (lambda p: _wav(p, SPEECH[:1]), "ok", 1, 16000),
+    "shorter_than_one_frame": (lambda p: _wav(p, SPEECH[:150]), "ok", 1, 16000),
+    "all_zeros": (lambda p: _wav(p, np.zeros(16000, np.float32)), "ok", 1, 16000),
+    "nan_samples": (lambda p: _wav(p, np.where(np.arange(16000) == 5, np.nan, SPEECH), subtype="FLOAT"), "NaN or Inf", None, None),
+    "inf_samples": (lambda p: _wav(p, np.where(np.arange(16000) == 5, np.inf, SPEECH), subtype="FLOAT"), "NaN or Inf", None, None),
+    "clipped": (lambda p: _wav(p, np.clip(SPEECH * 50, -1, 1)), "ok", 1, 16000),
+    "pcm_8bit": (lambda p: _wav(p, SPEECH, subtype="PCM_U8"), "ok", 1, 16000),
+    "pcm_24bit": (lambda p: _wav(p, SPEECH, subtype="PCM_24"), "ok", 1, 16000),
+    "float_wav": (lambda p: _wav(p, SPEECH, subtype="FLOAT"), "ok", 1, 16000),
+    "flac": (lambda p: _wav(p, SPEECH, fmt="FLAC"), "ok", 1, 16000),
+    "rate_8k": (lambda p: _wav(p, SPEECH[::2], 8000), "ok", 1, 8000),
+    "rate_22k": (lambda p: _wav(p, np.repeat(SPEECH, 2)[:22050], 22050), "ok", 1, 22050),
+    "rate_44k": (lambda p: _wav(p, np.repeat(SPEECH, 3)[:44100], 44100), "ok", 1, 44100),
+    "rate_48k": (lambda p: _wav(p, np.repeat(SPEECH, 3), 48000), "ok", 1, 48000),
+    "stereo": (lambda p: _wav(p, np.stack([SPEECH, SPEECH[::-1]], 1)), "ok", 2, 16000),
+    "six_channels": (lambda p: _wav(p, np.stack([SPEECH * (i + 1) / 6 for i in range(6)], 1)), "ok", 6, 16000),
+    "truncated_header": (_truncated, "not a readable audio file", None, None),
+    "text_named_wav": (lambda p: p.write_text("this is not audio\n"), "not a readable audio file", None, None),
+    "missing_file": (None, "no such file", None, None),
+    "directory": (lambda p: p.mkdir(), "is a directory", None, None),
+}
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    enh = SSLEnhancer(SSLEncoder(config=tiny_config()), input="cross")
+    return exporter.save_model_folder(enh, str(tmp_path_factory.mktemp("model")), name="tiny")
+
+
+@pytest.fixture(scope="module")
+def model(model_folder):
+    return EnhanceSSL.from_hparams(model_folder)
+
+
+def _make(tmp_path, case):
+    writer = CASES[case][0]
+    path = tmp_path / (f"{case}.flac" if case == "flac" else f"{case}.wav")
+    if writer is not None:
+        writer(path)
+    return path
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_enhance_file(model, tmp_path, case):
+    src = _make(tmp_path, case)
+    expected, channels, rate = CASES[case][1:]
+    out = tmp_path / "out" / "enhanced.wav"
+    if expected == "ok":
+        y = model.enhance_file(str(src), str(out))
+        info = sf.info(out)
+        n = sf.info(src).frames
+        assert info.samplerate == rate and info.channels == channels and info.frames == n
+        assert torch.isfinite(y).all() and y.shape[-1] == n
+        if case == "all_zeros":
+            assert torch.count_nonzero(y) == 0
+    else:
+        with pytest.raises(AudioError, match=expected) as err:
+            model.enhance_file(str(src), str(out))
+        assert str(src) in str(err.value)  # names the file
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_cli(model_folder, tmp_path, case, capsys):
+    src = _make(tmp_path, case)
+    good = tmp_path / "good.wav"
+    _wav(good, SPEECH)
+    out = tmp_path / "out"
+    code = enhance_main([str(src), str(good), "-o", str(out), "--source", model_folder, "--batch-size", "4"])
+    err = capsys.readouterr().err
+    assert (out / "good.wav").exists()  # the other file's output is never lost
+    if CASES[case][1] == "ok":
+        assert code == 0 and (out / (src.stem + ".wav")).exists()
+    else:
+        assert code == 1 and str(src) in err and "Traceback" not in err
+        assert len([f for f in os.listdir(out)]) == 1
+
+
+SCORABLE = {"clipped", "pcm_8bit", "pcm_24bit", "float_wav", "flac"}  # 1 s, 16 kHz, mono
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_evaluate_score(tmp_path, case):
+    """As an 'enhanced' file scored against a 1 s 16 kHz reference of the same name."""
+    est, clean = tmp_path / "est", tmp_path / "clean"
+    est.mkdir()
+    clean.mkdir()
+    src = _make(est, case)
+    for folder, name in ((clean, src.stem + ".wav"), (est, "good.wav"), (clean, "good.wav")):
+        _wav(folder / name, SPEECH)
+    s = score_folders(str(est), str(clean), str(tmp_path / "scores"), "sys", workers=1)
+    import csv
+
+    rows = {r["id"]: r for r in csv.DictReader(open(tmp_path / "scores" / "scores_sys.csv"))}
+    assert rows["good"]["error"] == "" and s["systems"]["sys"]["pesq"]["n"] >= 1  # never lost
+    if case == "missing_file":
+        assert case not in rows  # reported as unmatched, not scored
+    elif case in SCORABLE:
+        assert rows[case]["error"] == "" and 1 <= float(rows[case]["pesq"]) <= 4.65
+    else:
+        assert rows[case]["error"], f"{case} should not be scored"
+        assert "Traceback" not in rows[case]["error"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_data_prep(tmp_path, case):
+    """As a noisy test file of a VoiceBank-DEMAND folder (its clean twin is real speech)."""
+    root = tmp_path / "vbd"
+    shutil.copytree(MINI_SET, root)
+    noisy_dir, clean_dir = root / "noisy_testset_wav", root / "clean_testset_wav"
+    src = _make(noisy_dir, case)
+    if case == "flac":  # prep reads .wav files only: a FLAC pair is simply not part of the set
+        return
+    n = sf.info(src).frames if CASES[case][1] == "ok" else 16000
+    _wav(clean_dir / (src.stem + ".wav"), np.resize(SPEECH, n), CASES[case][3] or 16000)
+    try:
+        paths = prepare_vctk(str(root), str(tmp_path / "out"))
+    except PrepError as err:
+        assert src.stem in str(err) or case == "directory"
+        return
+    test = json.load(open(paths["test"]))
+    assert CASES[case][2] == 1, f"{case} should have been refused"
+    assert sf.info(test[src.stem]["noisy_wav"]).samplerate == 16000
+
+
+def test_unwritable_output_is_a_clear_error(model, tmp_path):
+    src = tmp_path / "in.wav"
+    _wav(src, SPEECH)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(AudioError, match="cannot write"):
+        model.enhance_file(str(src), str(blocker / "out.wav"))
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "out.wav"
+    _wav(target, SPEECH)  # a previous good result
+    before = target.read_bytes()
+
+    def crash(path, *a, **k):
+        open(path, "wb").write(b"RIFF half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sf, "write", crash)
+    with pytest.raises(OSError):
+        write_audio(str(target), torch.zeros(100))
+    assert target.read_bytes() == before and os.listdir(tmp_path) == ["out.wav"]
