@@ -20,6 +20,7 @@ from speechbrain.utils.distributed import if_main_process
 
 logger = logging.getLogger(__name__)
 PENDING = METAFNAME + ".pending"
+_TEXT_STATE = {"brain.ckpt", "counter.ckpt"}  # SpeechBrain writes these as YAML / plain text
 
 
 class CheckpointError(RuntimeError):
@@ -43,13 +44,12 @@ def _problem(ckpt_dir: pathlib.Path) -> str | None:
     """Why a checkpoint cannot be loaded, or None when every file loads."""
     for f in sorted(ckpt_dir.glob("*" + PARAMFILE_EXT)):
         try:
-            with open(f, "rb") as fh:
-                is_torch = fh.read(4) == b"PK\x03\x04"  # torch.save's zip container
-            if is_torch:
+            if f.name in _TEXT_STATE or f.name.startswith("dataloader-"):
+                with open(f, encoding="utf-8") as fh:  # Brain / counter / loader state: YAML text
+                    if not isinstance(yaml.safe_load(fh), (dict, int)):
+                        raise ValueError("unexpected content")
+            else:
                 torch.load(f, map_location="cpu", weights_only=False)
-            else:  # Brain and data-loader state are small YAML / text files
-                with open(f, encoding="utf-8") as fh:
-                    yaml.safe_load(fh)
         except Exception as err:  # truncated zip, unpickling error, bad YAML, ...
             return f"{f.name} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
     return None
@@ -72,7 +72,8 @@ def check_checkpoints(checkpointer: Checkpointer) -> None:
         if problem is None:
             return
         aside = pathlib.Path(str(ckpt.path) + ".corrupt")
-        os.replace(ckpt.path, aside)
+        os.replace(pathlib.Path(ckpt.path) / METAFNAME, pathlib.Path(ckpt.path) / (METAFNAME + ".corrupt"))
+        os.replace(ckpt.path, aside)  # no longer a checkpoint folder: kept for inspection
         if i + 1 < len(checkpoints):
             logger.warning("checkpoint %s is corrupt: %s; moved to %s, falling back to %s",
                            ckpt.path, problem, aside, checkpoints[i + 1].path)

@@ -68,6 +68,23 @@ class SSLSEBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         self.scores = {"pesq": [], "stoi": []}
 
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        self.batches_seen = getattr(self, "batches_seen", 0) + 1
+
+    def _record_replica(self, epoch):
+        """Under torchrun, each rank records what it trained and its layer weights, so a
+        run can be checked for replicas that drifted apart (they must not, with DDP)."""
+        if not torch.distributed.is_initialized():
+            return
+        folder = os.path.join(self.hparams.output_folder, "replicas")
+        os.makedirs(folder, exist_ok=True)
+        weights = self.enhancer.layer_weights
+        state = {"rank": torch.distributed.get_rank(), "epoch": epoch, "batches": getattr(self, "batches_seen", 0),
+                 "layer_weights": None if weights is None else weights.tolist(),
+                 "masker_checksum": float(sum(p.double().sum() for p in self.enhancer.masker.parameters()))}
+        with open(os.path.join(folder, f"rank{state['rank']}.json"), "w") as f:
+            json.dump(state, f)
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
@@ -76,6 +93,7 @@ class SSLSEBrain(sb.Brain):
         for name, values in self.scores.items():
             stats[name] = sum(values) / len(values) if values else float("nan")
         if stage == sb.Stage.VALID:
+            self._record_replica(epoch)
             weights = self.enhancer.layer_weights
             if weights is not None and if_main_process():
                 with open(os.path.join(self.hparams.output_folder, "layer_weights.jsonl"), "a") as f:
@@ -190,6 +208,9 @@ def main(argv: list[str]) -> SSLSEBrain:
         max_key="pesq" if key == "pesq" else None,
         test_loader_kwargs=hparams["eval_dataloader_options"],
     )
+    if torch.distributed.is_initialized():  # without this, gloo ranks can hang at exit
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return brain
 
 

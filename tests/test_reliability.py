@@ -1,0 +1,134 @@
+"""Interrupted training loses nothing; bad configurations fail early; torchrun (gloo) works."""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import MINI_SET, ROOT
+
+from speechbrain_sslse.checkpoints import AtomicCheckpointer, CheckpointError, check_checkpoints
+
+TRAIN = os.path.join(ROOT, "recipes", "VCTK", "train.py")
+SMOKE = os.path.join(ROOT, "hparams", "smoke.yaml")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+
+
+def _cmd(out, *extra):
+    return [sys.executable, TRAIN, SMOKE, f"--output_folder={out}", f"--data_folder={MINI_SET}",
+            "--num_workers=0", *extra]
+
+
+def _epochs(out):
+    path = os.path.join(out, "train_log.txt")
+    if not os.path.exists(path):
+        return []
+    return [int(line.split(" - ")[0].split(": ")[1]) for line in open(path) if line.startswith("epoch:")]
+
+
+def _checkpointed_epochs(out):
+    save = os.path.join(out, "save")
+    found = []
+    for d in os.listdir(save) if os.path.isdir(save) else []:
+        counter = os.path.join(save, d, "counter.ckpt")
+        if os.path.exists(os.path.join(save, d, "CKPT.yaml")) and os.path.exists(counter):
+            found.append(int(open(counter).read().strip()))
+    return found
+
+
+def test_sigkill_mid_epoch_then_resume(tmp_path):
+    out = str(tmp_path / "run")
+    proc = subprocess.Popen(_cmd(out, "--number_of_epochs=6", "--train_repeats=24"), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not _checkpointed_epochs(out) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(random.Random(0).uniform(0.3, 2.0))  # somewhere inside the next epoch
+        assert proc.poll() is None, "training ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_at_kill = max(_checkpointed_epochs(out))
+    logged_at_kill = len(_epochs(out))
+    assert 1 <= done_at_kill < 6
+    res = subprocess.run(_cmd(out, "--number_of_epochs=6", "--train_repeats=24"), env=ENV,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    epochs = _epochs(out)
+    resumed = epochs[logged_at_kill:]
+    assert resumed == list(range(done_at_kill + 1, 7))  # no finished epoch repeated
+    assert sorted(set(epochs)) == [1, 2, 3, 4, 5, 6]
+    assert max(_checkpointed_epochs(out)) == 6 and len(_checkpointed_epochs(out)) <= 2  # recent + best
+    assert "test loss" in open(os.path.join(out, "train_log.txt")).read().splitlines()[-1]
+
+
+def test_corrupt_checkpoint_falls_back_or_fails_clearly(tmp_path):
+    save = tmp_path / "save"
+    module = torch.nn.Linear(2, 2)
+    ckpter = AtomicCheckpointer(str(save), {"model": module})
+    first = ckpter.save_checkpoint(meta={"n": 1})
+    time.sleep(1.1)
+    second = ckpter.save_checkpoint(meta={"n": 2})
+    assert not list(save.glob("*/*.pending"))
+    (second.path / "model.ckpt").write_bytes((second.path / "model.ckpt").read_bytes()[:40])  # truncate
+    (save / "CKPT+half-written").mkdir()  # a save killed before its meta file
+    check_checkpoints(ckpter)
+    assert not (save / "CKPT+half-written").exists()
+    assert os.path.isdir(str(second.path) + ".corrupt")
+    assert ckpter.recover_if_possible().path == first.path
+    # the only checkpoint left is corrupt too: one clear error naming it
+    (first.path / "model.ckpt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="model.ckpt is unreadable.*start training from scratch"):
+        check_checkpoints(ckpter)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ssl_mode=finetune"], "Unknown SSL mode 'finetune'"),
+        (["--ssl_config={model_type: whisper}"], "Unknown SSL model_type 'whisper'"),
+        (["--ssl_config={}", "--ssl_source=/nonexistent/wavlm"], "SSL source folder '/nonexistent/wavlm' does not exist"),
+        (["--ssl_config={}", "--ssl_source=microsoft/wavlm-base-plus"], "Could not fetch SSL config 'microsoft/wavlm-base-plus'"),
+        (["--ssl_mdoe=frozen"], "Override 'ssl_mdoe' not found"),
+        (["--data_folder=/nonexistent/vbd"], "data folder /nonexistent/vbd does not exist"),
+    ],
+    ids=["mode", "ssl_type", "missing_folder", "hub_offline", "typo", "data_folder"],
+)
+def test_configuration_errors_are_one_clear_line(tmp_path, args, message):
+    cmd = _cmd(tmp_path / "run")
+    cmd = [c for c in cmd if not (c.startswith("--data_folder") and any(a.startswith("--data_folder") for a in args))]
+    res = subprocess.run(cmd + args, env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert not os.path.exists(tmp_path / "run" / "save") or not os.listdir(tmp_path / "run" / "save")
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
+                    reason="torchrun not installed")
+def test_torchrun_two_processes_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    # --standalone: a local rendezvous on a free port
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", *_cmd(out)[1:], "--distributed_backend=gloo"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+        raise
+    assert proc.returncode == 0, err[-3000:]
+    ranks = [json.load(open(out / "replicas" / f"rank{r}.json")) for r in (0, 1)]
+    assert all(r["batches"] > 0 and r["epoch"] == 2 for r in ranks)  # both ranks trained
+    assert ranks[0]["layer_weights"] == ranks[1]["layer_weights"]
+    assert ranks[0]["masker_checksum"] == ranks[1]["masker_checksum"]
+    assert len(os.listdir(out / "save")) == 1  # one checkpoint, written by rank 0
+    assert len(_epochs(out)) == 2
