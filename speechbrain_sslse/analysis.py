@@ -83,10 +83,17 @@ def cn_distances(
 
 
 def sample_pairs(manifest: str, n: int, seed: int = 999) -> list[tuple[str, str]]:
-    """n random (clean, noisy) pairs from a SpeechBrain JSON manifest (all if n <= 0)."""
-    with open(manifest) as f:
-        data = json.load(f)
-    items = [(e["clean_wav"], e["noisy_wav"]) for _, e in sorted(data.items())]
+    """n random (clean, noisy) pairs from a SpeechBrain JSON manifest, or from a
+    ``clean_dir:noisy_dir`` pair of folders matched by file name (all if n <= 0)."""
+    if ":" in manifest and all(os.path.isdir(p) for p in manifest.split(":", 1)):
+        from .evaluation import match_folders
+
+        clean_dir, noisy_dir = manifest.split(":", 1)
+        items = [(c, x) for _, c, x in match_folders(noisy_dir, clean_dir)[0]]
+    else:
+        with open(manifest) as f:
+            data = json.load(f)
+        items = [(e["clean_wav"], e["noisy_wav"]) for _, e in sorted(data.items())]
     if 0 < n < len(items):
         items = random.Random(seed).sample(items, n)
     return items
@@ -239,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sslse-analyze", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", required=True, help="hub id, local HF folder, exported model or trained recipe folder")
     ap.add_argument("--compare", help="a second source (e.g. the encoder before fine-tuning) for Fig. 3")
-    ap.add_argument("--manifest", required=True, help="JSON manifest of clean/noisy pairs (prepare_vctk.py)")
+    ap.add_argument("--manifest", required=True,
+                    help="JSON manifest of clean/noisy pairs (prepare_vctk.py), or CLEAN_DIR:NOISY_DIR")
     ap.add_argument("--out", required=True)
     ap.add_argument("--pairs", type=int, default=20, help="randomly sampled pairs (<= 0: all)")
     ap.add_argument("--drop-last", type=int, default=0, help="drop the last k layers (paper: 2 for wav2vec 2.0)")
