@@ -85,15 +85,9 @@ def cn_distances(
 def sample_pairs(manifest: str, n: int, seed: int = 999) -> list[tuple[str, str]]:
     """n random (clean, noisy) pairs from a SpeechBrain JSON manifest, or from a
     ``clean_dir:noisy_dir`` pair of folders matched by file name (all if n <= 0)."""
-    if ":" in manifest and all(os.path.isdir(p) for p in manifest.split(":", 1)):
-        from .evaluation import match_folders
+    from .evaluation import read_manifest
 
-        clean_dir, noisy_dir = manifest.split(":", 1)
-        items = [(c, x) for _, c, x in match_folders(noisy_dir, clean_dir)[0]]
-    else:
-        with open(manifest) as f:
-            data = json.load(f)
-        items = [(e["clean_wav"], e["noisy_wav"]) for _, e in sorted(data.items())]
+    items = [(clean, noisy) for _, clean, noisy in read_manifest(manifest)]
     if 0 < n < len(items):
         items = random.Random(seed).sample(items, n)
     return items

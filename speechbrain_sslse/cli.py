@@ -101,7 +101,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     e = sub.add_parser("enhance", help="enhance a test manifest with a model, then score it and the noisy input")
     e.add_argument("--model", required=True, help="exported model folder or trained recipe folder")
-    e.add_argument("--manifest", required=True, help="test.json written by prepare_vctk.py")
+    e.add_argument("--manifest", required=True, help="test.json written by prepare_vctk.py, or CLEAN_DIR:NOISY_DIR")
     e.add_argument("--name", default=None, help="system name in the tables (default: folder name)")
     e.add_argument("--ssl-source", help="local folder for a hub SSL encoder (offline)")
     e.add_argument("--device", default="cpu")

@@ -107,10 +107,14 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
 
 
 def read_manifest(path: str) -> list[tuple[str, str, str]]:
-    """(id, clean, noisy) from a SpeechBrain JSON manifest written by prepare_vctk."""
+    """(id, clean, noisy) from a SpeechBrain JSON manifest written by prepare_vctk, or from
+    ``CLEAN_DIR:NOISY_DIR`` (two folders matched by file name)."""
+    if ":" in path and all(os.path.isdir(p) for p in path.split(":", 1)):
+        clean_dir, noisy_dir = path.split(":", 1)
+        return match_folders(noisy_dir, clean_dir)[0]
     with open(path) as f:
         data = json.load(f)
-    return [(uid, e["clean_wav"], e["noisy_wav"]) for uid, e in data.items()]
+    return [(uid, e["clean_wav"], e["noisy_wav"]) for uid, e in sorted(data.items())]
 
 
 def match_folders(estimate_dir: str, clean_dir: str) -> tuple[list[tuple[str, str, str]], list[str]]:
