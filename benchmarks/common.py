@@ -106,3 +106,14 @@ def environment(device: str) -> dict:
         except (OSError, StopIteration):
             pass
     return info
+
+
+def write_json(path: str | None, result: dict) -> None:
+    """Saves a benchmark's figures (when a path is given)."""
+    if not path:
+        return
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)

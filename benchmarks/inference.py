@@ -14,7 +14,6 @@ The BLSTM masker's FLOPs are computed analytically (the flop counter cannot trac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -22,7 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import MODELS, PeakMemory, build, environment, matmul_peak, timeit  # noqa: E402
+from common import MODELS, PeakMemory, build, environment, matmul_peak, timeit, write_json  # noqa: E402
 
 from speechbrain_sslse.inference import EnhanceSSL  # noqa: E402
 
@@ -107,10 +106,7 @@ def main(argv=None) -> dict:
               f"{t['median']:.3f} [{t['min']:.3f}-{t['max']:.3f}] | {r['gflop']:.1f} | {r['gflops']:.1f} | "
               f"{100 * r['fraction_of_peak']:.0f}% | {r['peak_mem_mb']:.0f} |")
     result = {"environment": env, "matmul_peak_gflops": peaks, "repeats": args.repeats, "rows": rows}
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

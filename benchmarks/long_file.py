@@ -26,6 +26,7 @@ import soundfile as sf
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "recipes", "VCTK"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import write_json  # noqa: E402
 
 CHILD = """
 import sys, time, torch
@@ -73,10 +74,7 @@ def main(argv=None) -> dict:
     print(f"| {result['source']} | {args.minutes:g} | {args.precision} | {result['peak_rss_mb']} | {result['enhance_s']} | "
           f"{result['rtf']} | {result['output_samples_ok']} |")
     print(json.dumps(result))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

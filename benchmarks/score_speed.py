@@ -12,12 +12,16 @@ import argparse
 import glob
 import json
 import os
+import sys
 import tempfile
 import time
 
 import soundfile as sf
 
 from speechbrain_sslse.evaluation import score_pairs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI = os.path.join(ROOT, "tests", "samples", "mini_vbd")
@@ -63,9 +67,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|")
     print(f"| {args.n} | {args.seconds} | {args.workers} | {result['wall_s']} | {result['per_utt_ms']} |")
     print(json.dumps(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ and entire put it in the autograd graph. Same batch for every mode, in one run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PeakMemory, build, environment, timeit  # noqa: E402
+from common import PeakMemory, build, environment, timeit, write_json  # noqa: E402
 
 
 def make_step(enhancer, noisy, clean):
@@ -81,10 +80,7 @@ def main(argv=None) -> dict:
         ratio = by_mode["frozen"]["examples_per_s"] / by_mode["entire"]["examples_per_s"]
         print(f"\nfrozen / entire examples per second: {ratio:.2f}x")
     result = {"environment": env, "batch": args.batch, "crop": args.crop, "model": args.model, "rows": rows}
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

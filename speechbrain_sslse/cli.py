@@ -70,7 +70,7 @@ def enhance_main(argv: list[str] | None = None) -> int:
                 bar.update(1)
         try:
             outs = model.enhance_signals([(w, r) for _, _, w, r in group], args.batch_size)
-        except (RuntimeError, ValueError) as err:  # keep going: retry one by one to isolate it
+        except (RuntimeError, ValueError):  # keep going: retry one by one to isolate the culprit
             outs = []
             for path, _, w, r in group:
                 try:

@@ -6,7 +6,6 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import scipy.stats
-import soundfile as sf
 import torch
 from conftest import MINI_SET, tiny_config
 
@@ -55,8 +54,6 @@ def test_pearson_matches_scipy():
 
 
 def test_analyze_writes_csv_json_and_pngs(tmp_path):
-    from speechbrain_sslse.inference import load_model  # noqa: F401  (import check)
-
     cfg = tmp_path / "tiny_wavlm.json"
     cfg.write_text(json.dumps(tiny_config()))
     weights = tmp_path / "weights.json"

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 
-import pytest
 from conftest import MINI_SET, ROOT
 
 from speechbrain_sslse import evaluation

@@ -3,7 +3,6 @@ import glob
 import json
 import os
 
-import pytest
 import torch
 from conftest import MINI_SET, ROOT
 
