@@ -103,6 +103,10 @@ class EnhanceSSL(Pretrained):
         """Enhances 1-D 16 kHz signals of any lengths: those that fit in one chunk are
         sorted by length and run as padded, masked batches; longer ones are chunked."""
         bs = batch_size or int(getattr(self.hparams, "batch_size", 4))
+        if self.device_type == "cpu" and self.precision != "fp32":
+            # bf16 on CPU pays only one signal at a time (WavLM Base, 10 s: batch 1 is 2.6x
+            # faster than fp32, batch 8 is 1.5x *slower*; benchmarks/inference.py)
+            bs = 1
         out: list[torch.Tensor | None] = [None] * len(signals)
         short = sorted((i for i, s in enumerate(signals) if s.shape[-1] <= self.chunk_samples),
                        key=lambda i: signals[i].shape[-1])
