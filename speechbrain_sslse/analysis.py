@@ -158,6 +158,7 @@ def plot_fig2(path: str, layer_ids, dist: np.ndarray, weights: np.ndarray | None
     for row in dist:
         ax.plot(layer_ids, minmax(row), color="0.75", lw=0.8)
     ax.plot(layer_ids, minmax(dist.mean(0)), color="C0", lw=2.5, label="CN distance (mean)")
+    ax.set_xticks(list(layer_ids))
     ax.set_xlabel("layer")
     ax.set_ylabel("normalised CN distance")
     ax.set_ylim(-0.05, 1.05)
@@ -187,6 +188,7 @@ def plot_fig3(path: str, layer_ids, curves: dict[str, tuple[np.ndarray, np.ndarr
         ax.plot(layer_ids, minmax(dist.mean(0)), color=f"C{i}", lw=2, label=f"CN distance: {label}")
         if weights is not None:
             ax2.plot(layer_ids, weights, color=f"C{i}", ls="--", marker="o", label=f"weights: {label}")
+    ax.set_xticks(list(layer_ids))
     ax.set_xlabel("layer")
     ax.set_ylabel("normalised CN distance")
     ax2.set_ylabel("learned layer weight")
