@@ -11,8 +11,6 @@ All functions take 1-D 16 kHz arrays (clean reference first).
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import numpy as np
 
 SAMPLE_RATE = 16000
@@ -227,5 +225,3 @@ def all_metrics(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> dict[str, fl
     scores["stoi"] = stoi(clean, enhanced, sample_rate)
     return {k: scores[k] for k in METRICS}
 
-
-METRIC_FUNCTIONS: dict[str, Callable[..., float]] = {"pesq": pesq_wb, "stoi": stoi, "ssnr": ssnr}

@@ -31,17 +31,6 @@ SSL_TYPES: dict[str, tuple[type, type]] = {
     "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
 }
 
-#: Public checkpoints used in the paper (method.md).
-HUB_IDS = {
-    "wavlm_base_plus": "microsoft/wavlm-base-plus",
-    "wavlm_large": "microsoft/wavlm-large",
-    "hubert_base": "facebook/hubert-base-ls960",
-    "hubert_large": "facebook/hubert-large-ll60k",
-    "wav2vec2_base": "facebook/wav2vec2-base",
-    "wav2vec2_large": "facebook/wav2vec2-large-lv60",
-}
-
-
 class SSLSourceError(ConfigError):
     """Raised when an SSL source cannot be resolved; the message says why and what to do."""
 
