@@ -156,3 +156,21 @@ def test_cli_on_a_folder_with_one_broken_file(trained, tmp_path, capsys):
     code = enhance_main([str(src / "0015.wav"), "-o", str(src), "--source", str(trained[1])])
     assert code == 1 and "overwrite" in capsys.readouterr().err
     assert sf.info(src / "0015.wav").subtype == "PCM_16"  # untouched
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(ROOT, "pretrained"))) if os.path.isdir(os.path.join(ROOT, "pretrained")) else [])
+def test_shipped_model_cards_hold_their_measured_scores(name):
+    import json
+
+    import yaml
+
+    folder = os.path.join(ROOT, "pretrained", name)
+    assert os.path.getsize(os.path.join(folder, "enhancer.ckpt")) < 20 * 2**20
+    front = yaml.safe_load(open(os.path.join(folder, "README.md")).read().split("---")[1])
+    results = front["model-index"][0]["results"]
+    summaries = sorted(glob.glob(os.path.join(folder, "eval", "*", "summary.json")))
+    assert len(results) == len(summaries) == 3
+    means = {m["type"]: m["value"] for r in results for m in r["metrics"] if r["dataset"]["name"].startswith("simulated")}
+    sim = json.load(open(os.path.join(folder, "eval", "sim_test", "summary.json")))["systems"][name]
+    for metric, value in means.items():
+        assert value == pytest.approx(sim[metric]["mean"], abs=1e-4)

@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 
 import torch
@@ -145,8 +146,8 @@ def _results_yaml(summaries: dict[str, dict], name: str) -> str:
             "      type: speech-enhancement",
             "      name: Speech Enhancement",
             "    dataset:",
-            f"      name: {label}",
-            f"      type: {label.replace(' ', '-').lower()}",
+            f"      name: {json.dumps(label)}",
+            f"      type: {re.sub(r'[^a-z0-9]+', '-', label.lower().split('(')[0]).strip('-')}",
             "    metrics:",
         ]
         for m in METRICS:
