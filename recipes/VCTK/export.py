@@ -104,7 +104,7 @@ model-index:
 # {name}
 
 Mask-based speech enhancement with {what}, trained with
-[speechbrain-sslse](https://github.com/) (Hung et al., *Boosting Self-Supervised Embeddings
+speechbrain-sslse (Hung et al., *Boosting Self-Supervised Embeddings
 for Speech Enhancement*, Interspeech 2022): {input_desc} -> 2-layer BLSTM (256, directions
 summed) -> sigmoid mask on the log1p magnitude; noisy-phase resynthesis at 16 kHz.
 Trainable parameters: {params}.
@@ -215,13 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary", action="append", default=[], metavar="LABEL=summary.json",
                     help="evaluation summaries to put in the model card (repeatable)")
     ap.add_argument("--training", default="", help="training-data paragraph for the card (text or @file)")
+    ap.add_argument("--limitations", default="", help="limitations section for the card (text or @file)")
     ap.add_argument("--dataset", action="append", default=None, help="dataset tags for the card")
     ap.add_argument("--ssl_source", help="local folder for a hub encoder when offline")
     args = ap.parse_args(argv)
     summaries = dict(s.split("=", 1) for s in args.summary)
-    training = open(args.training[1:]).read() if args.training.startswith("@") else args.training
-    out = export(args.recipe_folder, args.out_folder, args.name, summaries, training, ssl_source=args.ssl_source,
-                 datasets=args.dataset)
+    def text(value: str) -> str:
+        return open(value[1:]).read().strip() if value.startswith("@") else value
+
+    out = export(args.recipe_folder, args.out_folder, args.name, summaries, text(args.training),
+                 text(args.limitations) or DEFAULT_LIMITATIONS, ssl_source=args.ssl_source, datasets=args.dataset)
     print(f"exported -> {out}")
     return 0
 
