@@ -175,6 +175,27 @@ def plot_fig2(path: str, layer_ids, dist: np.ndarray, weights: np.ndarray | None
     plt.close(fig)
 
 
+def plot_weight_history(jsonl_path: str, png_path: str) -> None:
+    """Learned layer weights per epoch (the recipe's layer_weights.jsonl) as a heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in open(jsonl_path) if line.strip()]
+    weights = np.array([r["weights"] for r in rows])
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    image = ax.imshow(weights.T, aspect="auto", origin="lower", cmap="viridis",
+                      extent=(rows[0]["epoch"] - 0.5, rows[-1]["epoch"] + 0.5, -0.5, weights.shape[1] - 0.5))
+    fig.colorbar(image, ax=ax, label="softmax weight")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("layer (weighted-sum index)")
+    ax.set_title("Learned layer weights during training")
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
 def plot_fig3(path: str, layer_ids, curves: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
     """Before vs after fine-tuning: mean CN curves (solid) and weights (dashed)."""
     import matplotlib

@@ -70,3 +70,11 @@ def test_analyze_writes_csv_json_and_pngs(tmp_path):
     for png in ("fig2_tiny_wavlm.png", "fig3_compare.png"):
         assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
         assert mpimg.imread(out / png).shape[:2] == (450, 800)
+
+
+def test_batched_distances_equal_one_pair_at_a_time(tmp_path):
+    enc = SSLEncoder(config=tiny_config("hubert"), layers="all")
+    pairs = [(c, n) for c, n in [tuple(v.values()) for v in json.load(open(_manifest(tmp_path))).values()]][:3]
+    one = cn_distances(enc, pairs, batch_size=1, progress=False)
+    batched = cn_distances(enc, pairs, batch_size=3, progress=False)
+    np.testing.assert_allclose(one, batched, rtol=1e-4)

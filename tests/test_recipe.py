@@ -46,6 +46,7 @@ def test_smoke_recipe_trains_checkpoints_and_enhances(tmp_path):
     )
     weights = [json.loads(line) for line in open(tmp_path / "layer_weights.jsonl")]
     assert [w["epoch"] for w in weights] == [1, 2] and len(weights[0]["weights"]) == 3
+    assert open(tmp_path / "layer_weights.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert brain.test_stats["pesq"] > 1.0 and 0 < brain.test_stats["stoi"] <= 1
     # the frozen random encoder is bundled (no hub id could rebuild it), the optimiser of
     # a frozen encoder does not exist

@@ -19,6 +19,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_sslse import metrics
+from speechbrain_sslse.analysis import plot_weight_history
 from speechbrain_sslse.audio import write_audio
 from speechbrain_sslse.checkpoints import CheckpointError, check_checkpoints
 from speechbrain_sslse.errors import ConfigError
@@ -201,6 +202,9 @@ def main(argv: list[str]) -> SSLSEBrain:
         train_loader_kwargs=train_kwargs,
         valid_loader_kwargs=hparams["eval_dataloader_options"],
     )
+    weights_log = os.path.join(hparams["output_folder"], "layer_weights.jsonl")
+    if if_main_process() and os.path.exists(weights_log):  # the weights as a picture, too
+        plot_weight_history(weights_log, os.path.join(hparams["output_folder"], "layer_weights.png"))
     key = hparams["ckpt_key"]
     brain.evaluate(
         datasets["test"],
