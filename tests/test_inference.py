@@ -174,3 +174,13 @@ def test_shipped_model_cards_hold_their_measured_scores(name):
     sim = json.load(open(os.path.join(folder, "eval", "sim_test", "summary.json")))["systems"][name]
     for metric, value in means.items():
         assert value == pytest.approx(sim[metric]["mean"], abs=1e-4)
+
+
+def test_bf16_cpu_path_stays_close_to_fp32(trained):
+    x = torch.from_numpy(sf.read(os.path.join(NOISY, "0398.wav"), dtype="float32")[0])
+    fp32 = EnhanceSSL.from_hparams(str(trained[1]))
+    bf16 = EnhanceSSL.from_hparams(str(trained[1]), run_opts={"precision": "bf16"})
+    a, b = fp32.enhance_many([x, x[:40000]]), bf16.enhance_many([x, x[:40000]])
+    for u, v in zip(a, b):
+        assert v.dtype == torch.float32 and u.shape == v.shape
+        assert _snr(u.numpy(), v.numpy()) > 30
