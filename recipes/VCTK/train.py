@@ -23,8 +23,8 @@ from speechbrain_sslse.analysis import plot_weight_history
 from speechbrain_sslse.audio import write_audio
 from speechbrain_sslse.checkpoints import CheckpointError, check_checkpoints
 from speechbrain_sslse.errors import ConfigError
-from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.data import random_crop_pair, random_gain
+from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prepare_vctk import PrepError, prepare_vctk  # noqa: E402
