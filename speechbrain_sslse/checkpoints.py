@@ -16,7 +16,7 @@ import shutil
 import torch
 import yaml
 from speechbrain.utils.checkpoints import CKPT_PREFIX, METAFNAME, PARAMFILE_EXT, Checkpointer, ckpt_recency
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 logger = logging.getLogger(__name__)
 PENDING = METAFNAME + ".pending"
@@ -37,6 +37,10 @@ class AtomicCheckpointer(Checkpointer):
         ckpt = super().save_checkpoint(*args, **kwargs)
         if if_main_process():
             os.replace(ckpt.path / PENDING, ckpt.path / METAFNAME)
+        # Every rank must see the finished checkpoint before any of them lists checkpoints
+        # (save_and_keep_only decides deletions on each rank from the files on disk; ranks
+        # that disagree deadlock in SpeechBrain's main-process-only delete).
+        ddp_barrier()
         return ckpt
 
 
