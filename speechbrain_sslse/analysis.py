@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from .audio import read_mono_16k
+from .inference import load_model, model_label
 from .lobes import SSLEncoder
 
 EPS = 1e-5
@@ -103,21 +104,14 @@ def load_encoder(source: str, layers: str = "auto") -> tuple[SSLEncoder, np.ndar
 
         torch.manual_seed(0)
         with open(source) as f:
-            return SSLEncoder(config=yaml.safe_load(f), mode="frozen", layers=layers), None, _label(source)
+            return SSLEncoder(config=yaml.safe_load(f), mode="frozen", layers=layers), None, model_label(source)
     if os.path.isfile(os.path.join(source, "hyperparams.yaml")):
-        from .inference import load_model
-
         enhancer = load_model(source).mods.enhancer
         if enhancer.ssl is None:
             raise ValueError(f"{source}: this model has no SSL encoder (log1p only)")
         weights = enhancer.layer_weights
-        return enhancer.ssl, None if weights is None else weights.numpy(), _label(source)
-    return SSLEncoder(source=source, mode="frozen", output="last", layers=layers), None, _label(source)
-
-
-def _label(source: str) -> str:
-    parts = os.path.splitext(os.path.normpath(source))[0].split(os.sep)
-    return parts[-2] if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+        return enhancer.ssl, None if weights is None else weights.numpy(), model_label(source)
+    return SSLEncoder(source=source, mode="frozen", output="last", layers=layers), None, model_label(source)
 
 
 def read_layer_weights(path: str) -> np.ndarray:

@@ -73,10 +73,8 @@ class SSLEnhancer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(masker input, noisy log1p, unit phase, frame lengths) for absolute lengths."""
         noisy, phase = self.spectrum(wav, lengths)
-        n = wav.shape[1] if lengths is None else lengths
-        frame_lens = num_frames(
-            n if torch.is_tensor(n) else torch.full((wav.shape[0],), n, device=wav.device), self.spectrum.hop
-        )
+        samples = lengths if lengths is not None else torch.full((wav.shape[0],), wav.shape[1], device=wav.device)
+        frame_lens = num_frames(samples, self.spectrum.hop)
         parts = [noisy] if self.input != "ssl" else []
         if self.ssl is not None:
             ssl, ssl_lens = self.ssl(wav, lengths)

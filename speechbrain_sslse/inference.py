@@ -160,6 +160,13 @@ class EnhanceSSL(Pretrained):
         return self.enhance_batch(noisy, lengths)
 
 
+def model_label(path: str) -> str:
+    """A short name for a model path: recipe folders end in the seed
+    (results/<experiment>/<seed>), so they are named by the experiment."""
+    parts = os.path.splitext(os.path.normpath(path))[0].split(os.sep)
+    return parts[-2] if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+
+
 def load_model(path: str, ssl_source: str | None = None, device: str = "cpu", precision: str = "fp32") -> EnhanceSSL:
     """An ``EnhanceSSL`` from an exported model folder (``from_hparams``) or from a trained
     recipe folder (its ``hyperparams.yaml`` and best checkpoint in ``save/``)."""
