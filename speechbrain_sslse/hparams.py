@@ -14,13 +14,24 @@ from .errors import ConfigError
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
 
+class _Placeholder:
+    """``!PLACEHOLDER`` in a child file: a value the command line must supply."""
+
+
+class _ChildLoader(yaml.SafeLoader):
+    pass
+
+
+_ChildLoader.add_constructor("!PLACEHOLDER", lambda loader, node: _Placeholder())
+
+
 def _override_chain(path: str) -> tuple[str, dict[str, Any]]:
     """(root file, merged overrides) following ``extends`` links, nearest file winning."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if not text.lstrip().startswith("extends:") and "\nextends:" not in text:
         return path, {}
-    data = yaml.safe_load(text) or {}
+    data = yaml.load(text, Loader=_ChildLoader) or {}
     parent = os.path.join(os.path.dirname(path), data.pop("extends"))
     root, inherited = _override_chain(parent)
     inherited.update(data)
@@ -32,6 +43,9 @@ def _merged(path: str, overrides: str | dict | None) -> tuple[str, dict[str, Any
     if isinstance(overrides, str):
         overrides = yaml.safe_load(overrides) or {}
     merged.update(overrides or {})
+    missing = sorted(k for k, v in merged.items() if isinstance(v, _Placeholder))
+    if missing:
+        raise ConfigError(f"{path}: give {', '.join(missing)} on the command line (--{missing[0]}=...)")
     return root, merged
 
 

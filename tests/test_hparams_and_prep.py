@@ -107,3 +107,11 @@ def test_prepare_reports_unpaired_and_misaligned_files(tmp_path):
         prepare_vctk(str(root2), str(tmp_path / "o2"))
     with pytest.raises(PrepError, match="missing folder"):
         prepare_vctk(str(tmp_path), str(tmp_path / "o3"))
+
+
+def test_placeholder_in_a_child_file_must_be_given():
+    path = os.path.join(ROOT, "hparams", "sim_log1p_demand.yaml")
+    with pytest.raises(ConfigError, match="init_from"):
+        load_hparams(path, {"data_folder": MINI_SET})
+    hp = load_hparams(path, {"data_folder": MINI_SET, "init_from": "x.ckpt"})
+    assert hp["init_from"] == "x.ckpt" and hp["input"] == "spectrum" and hp["number_of_epochs"] == 150

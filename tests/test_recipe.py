@@ -92,3 +92,27 @@ def test_rerun_resumes_without_repeating_epochs(tmp_path):
     _run(tmp_path, "--number_of_epochs=3")
     epochs = [line.split(" - ")[0] for line in open(tmp_path / "train_log.txt") if line.startswith("epoch")]
     assert epochs == ["epoch: 1", "epoch: 2", "epoch: 3"]
+
+
+def test_warm_start_loads_the_given_checkpoint_and_resume_wins(tmp_path):
+    _run(tmp_path / "a", "--number_of_epochs=1")
+    ckpt = glob.glob(str(tmp_path / "a" / "save" / "CKPT+*" / "enhancer.ckpt"))[0]
+    brain = _run(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=0")  # no step: the loaded weights
+    saved = torch.load(ckpt)
+    for key, value in brain.hparams.enhancer.checkpoint_state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    # a later rerun with more epochs trains on from there and then resumes its own checkpoint
+    _run(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=1")
+    own = glob.glob(str(tmp_path / "b" / "save" / "CKPT+*" / "enhancer.ckpt"))[0]
+    brain = _run(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=1")
+    resumed = torch.load(own)
+    assert all(torch.equal(v, resumed[k]) for k, v in brain.hparams.enhancer.checkpoint_state_dict().items())
+    assert not all(torch.equal(resumed[k], saved[k]) for k in saved)
+
+
+def test_warm_start_needs_a_file(tmp_path):
+    import pytest
+    from speechbrain_sslse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no such file"):
+        _run(tmp_path, "--init_from=/nonexistent/enhancer.ckpt")

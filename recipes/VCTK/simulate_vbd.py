@@ -13,6 +13,11 @@ Speakers: LibriSpeech-style names (``<spk>-<chapter>-<utt>``) give the speaker; 
 file belongs to its folder's group (one folder = one "speaker", conservative for
 disjointness). Active level: P.56-style (the level c for which the mean power of 10 ms
 frames above c - 15.9 dB equals c), a close, simpler stand-in for ITU-T P.56.
+
+Real noise matters more than more speech: ``--train_noise_pairs CLEAN:NOISY`` adds the
+noise of real paired recordings (noisy minus clean, e.g. VoiceBank-DEMAND train pairs,
+whose noise is real DEMAND) to the *training* noises only. The test split does not
+depend on training options: each split draws from its own seeded generator.
 """
 from __future__ import annotations
 
@@ -85,6 +90,26 @@ def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float, rng: random.Random)
     return clean, noisy
 
 
+def pair_noises(spec: str) -> dict[str, np.ndarray]:
+    """Noise of sample-aligned pairs in ``CLEAN:NOISY`` folders (same file names): noisy - clean."""
+    clean_dir, sep, noisy_dir = spec.rpartition(":")
+    if not sep or not os.path.isdir(clean_dir) or not os.path.isdir(noisy_dir):
+        raise ValueError(f"--train_noise_pairs wants CLEAN:NOISY folders, got {spec!r}")
+    out = {}
+    for noisy_path in find_audio(noisy_dir):
+        name = os.path.basename(noisy_path)
+        clean_path = os.path.join(clean_dir, name)
+        if not os.path.exists(clean_path):
+            raise ValueError(f"no clean file for {noisy_path} in {clean_dir}")
+        clean, noisy = load_16k(clean_path), load_16k(noisy_path)
+        if len(clean) != len(noisy):
+            raise ValueError(f"{name}: clean and noisy lengths differ ({len(clean)} vs {len(noisy)}); pairs must be aligned")
+        out[f"pair:{name}"] = noisy - clean
+    if not out:
+        raise ValueError(f"no audio files in {noisy_dir}")
+    return out
+
+
 def split(items: list[str], test_fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
     items = sorted(items)
     rng.shuffle(items)
@@ -95,6 +120,7 @@ def split(items: list[str], test_fraction: float, rng: random.Random) -> tuple[l
 def simulate(
     speech_roots: list[str], noise_roots: list[str], out: str, seed: int = 999, test_fraction: float = 0.15,
     noise_test_fraction: float = 0.3, train_mixtures: int = 1, max_seconds: float = 12.0,
+    train_noise_pairs: tuple[str, ...] = (),
 ) -> dict:
     rng = random.Random(seed)
     by_speaker: dict[str, list[str]] = {}
@@ -107,6 +133,10 @@ def simulate(
     train_spk, test_spk = split(list(by_speaker), test_fraction, rng)
     train_noise, test_noise = split(noises, noise_test_fraction, rng)
     noise_cache = {p: load_16k(p) for p in noises}
+    for spec in train_noise_pairs:  # training only: never in the test split
+        extra = pair_noises(spec)
+        noise_cache.update(extra)
+        train_noise = train_noise + sorted(extra)
     spk_index = {s: i for i, s in enumerate(sorted(by_speaker))}
     summary = {"seed": seed, "train": [], "test": []}
     for subset, speakers, noise_set, snrs, reps in (
@@ -114,6 +144,7 @@ def simulate(
         ("test", test_spk, test_noise, TEST_SNRS, 1),
     ):
         dirs = ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav") if subset == "train" else ("clean_testset_wav", "noisy_testset_wav")
+        rng = random.Random(f"{seed}-{subset}")  # the test split ignores training options
         jobs = [(s, p, r) for s in speakers for p in sorted(by_speaker[s]) for r in range(reps)]
         for k, (spk, path, rep) in enumerate(tqdm(jobs, desc=f"simulate {subset}", disable=None)):
             try:
@@ -144,10 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test_fraction", type=float, default=0.15, help="share of speakers held out for test")
     ap.add_argument("--noise_test_fraction", type=float, default=0.3, help="share of noise files held out for test")
     ap.add_argument("--train_mixtures", type=int, default=1, help="mixtures per training utterance")
+    ap.add_argument("--train_noise_pairs", nargs="*", default=[], metavar="CLEAN:NOISY",
+                    help="paired folders whose noise (noisy - clean) joins the training noises")
     ap.add_argument("--max_seconds", type=float, default=12.0, help="truncate longer utterances")
     args = ap.parse_args(argv)
     s = simulate(args.speech, args.noise, args.out, args.seed, args.test_fraction, args.noise_test_fraction,
-                 args.train_mixtures, args.max_seconds)
+                 args.train_mixtures, args.max_seconds, tuple(args.train_noise_pairs))
     print(f"train {len(s['train'])} pairs, test {len(s['test'])} pairs -> {args.out}")
     print(f"train noises: {s['train_noises']}\ntest noises: {s['test_noises']}")
     return 0

@@ -17,6 +17,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
+from speechbrain.utils.parameter_transfer import Pretrainer
 
 from speechbrain_sslse import metrics
 from speechbrain_sslse.analysis import plot_weight_history
@@ -130,6 +131,22 @@ class SSLSEBrain(sb.Brain):
                 self.checkpointer.add_recoverable(f"{name}_optimizer", opt)
 
 
+def warm_start(enhancer: torch.nn.Module, source: str, output_folder: str) -> None:
+    """Load an exported or recipe ``enhancer.ckpt`` into ``enhancer`` (fine-tuning) through
+    SpeechBrain's Pretrainer; Brain.fit then recovers this run's own checkpoint, if any,
+    on top, so an interrupted fine-tuning run resumes where it stopped."""
+    if not os.path.isfile(source):
+        raise ConfigError(f"init_from: no such file: {source}")
+    pretrainer = Pretrainer(
+        collect_in=os.path.join(output_folder, "init_from"),
+        loadables={"enhancer": enhancer},
+        paths={"enhancer": os.path.abspath(source)},
+    )
+    run_on_main(pretrainer.collect_files)
+    pretrainer.load_collected()
+    logger.info("warm start: enhancer weights from %s", source)
+
+
 def dataio_prep(hparams: dict) -> dict:
     """Train items: one random 1.28 s crop (tiled if shorter) with a shared random gain;
     valid / test items: whole utterances."""
@@ -186,6 +203,8 @@ def main(argv: list[str]) -> SSLSEBrain:
     datasets = dataio_prep(hparams)
     run_on_main(os.makedirs, args=[hparams["enhanced_folder"]], kwargs={"exist_ok": True})
 
+    if hparams["init_from"]:
+        warm_start(hparams["enhancer"], hparams["init_from"], hparams["output_folder"])
     brain = SSLSEBrain(
         modules={"enhancer": hparams["enhancer"]},
         hparams=hparams,

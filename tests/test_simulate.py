@@ -1,0 +1,82 @@
+"""simulate_vbd.py: disjoint splits, active-level SNRs, real pair noise in training only."""
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import MINI_SET
+
+from simulate_vbd import TEST_SNRS, TRAIN_SNRS, active_level, pair_noises, simulate
+
+TRAIN_CLEAN = os.path.join(MINI_SET, "clean_trainset_28spk_wav")
+TRAIN_NOISY = os.path.join(MINI_SET, "noisy_trainset_28spk_wav")
+PAIRS = f"{TRAIN_CLEAN}:{TRAIN_NOISY}"
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """Four one-folder "speakers" of real clean speech and four synthetic noises."""
+    root = tmp_path_factory.mktemp("sources")
+    clean = sorted(glob.glob(os.path.join(MINI_SET, "clean_*", "*.wav")))
+    for i, path in enumerate(clean[:8]):
+        os.makedirs(root / "speech" / f"spk{i % 4}", exist_ok=True)
+        shutil.copy(path, root / "speech" / f"spk{i % 4}" / os.path.basename(path))
+    rng = np.random.default_rng(0)
+    os.makedirs(root / "noise")
+    for k in range(4):
+        sf.write(root / "noise" / f"noise{k}.wav", 0.1 * rng.standard_normal(16000 * (2 + k)), 16000)
+    return str(root / "speech"), str(root / "noise")
+
+
+def _read(folder, uid):
+    return sf.read(os.path.join(folder, uid + ".wav"), dtype="float64")[0]
+
+
+def test_splits_are_disjoint_and_snrs_hold(sources, tmp_path):
+    s = simulate([sources[0]], [sources[1]], str(tmp_path), test_fraction=0.25, noise_test_fraction=0.25)
+    assert not {e["speaker"] for e in s["train"]} & {e["speaker"] for e in s["test"]}
+    assert not set(s["train_noises"]) & set(s["test_noises"])
+    assert {e["noise"] for e in s["test"]} <= set(s["test_noises"])
+    for subset, snrs, dirs in (("train", TRAIN_SNRS, ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav")),
+                               ("test", TEST_SNRS, ("clean_testset_wav", "noisy_testset_wav"))):
+        for e in s[subset]:
+            assert e["snr_db"] in snrs
+            clean, noisy = (_read(tmp_path / d, e["id"]) for d in dirs)
+            noise = noisy - clean
+            measured = 10 * np.log10(active_level(clean) / np.mean(noise**2))
+            assert abs(measured - e["snr_db"]) < 0.1, (e, measured)  # PCM16 rounding only
+
+
+def test_pair_noise_is_noisy_minus_clean():
+    noises = pair_noises(PAIRS)
+    assert sorted(noises) == [f"pair:{os.path.basename(p)}" for p in sorted(glob.glob(TRAIN_NOISY + "/*.wav"))]
+    name = sorted(noises)[0].split(":", 1)[1]
+    expected = _read(TRAIN_NOISY, name[:-4]) - _read(TRAIN_CLEAN, name[:-4])
+    np.testing.assert_allclose(noises[f"pair:{name}"], expected, atol=1e-7)
+
+
+def test_pair_noises_join_training_only_and_leave_the_test_split_unchanged(sources, tmp_path):
+    plain = simulate([sources[0]], [sources[1]], str(tmp_path / "plain"), train_mixtures=3)
+    extra = simulate([sources[0]], [sources[1]], str(tmp_path / "extra"), train_mixtures=3, train_noise_pairs=(PAIRS,))
+    assert any(e["noise"].startswith("pair:") for e in extra["train"])
+    assert not any(e["noise"].startswith("pair:") for e in extra["test"])
+    assert extra["test"] == plain["test"] and extra["test_noises"] == plain["test_noises"]
+    for path in glob.glob(str(tmp_path / "plain" / "*_testset_wav" / "*.wav")):
+        other = path.replace(os.sep + "plain" + os.sep, os.sep + "extra" + os.sep)
+        assert open(path, "rb").read() == open(other, "rb").read()
+    assert json.load(open(tmp_path / "extra" / "simulation.json"))["train_noises"] == extra["train_noises"]
+
+
+def test_misaligned_pairs_are_refused(tmp_path):
+    for sub in ("clean", "noisy"):
+        shutil.copytree(TRAIN_CLEAN if sub == "clean" else TRAIN_NOISY, tmp_path / sub)
+    path = sorted(glob.glob(str(tmp_path / "noisy" / "*.wav")))[0]
+    x, rate = sf.read(path)
+    sf.write(path, x[:-10], rate)
+    with pytest.raises(ValueError, match="lengths differ"):
+        pair_noises(f"{tmp_path / 'clean'}:{tmp_path / 'noisy'}")
+    with pytest.raises(ValueError, match="CLEAN:NOISY"):
+        pair_noises(str(tmp_path / "clean"))
