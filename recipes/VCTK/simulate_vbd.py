@@ -122,7 +122,7 @@ def simulate(
     noise_test_fraction: float = 0.3, train_mixtures: int = 1, max_seconds: float = 12.0,
     train_noise_pairs: tuple[str, ...] = (),
 ) -> dict:
-    rng = random.Random(seed)
+    split_rng = random.Random(seed)
     by_speaker: dict[str, list[str]] = {}
     for root in speech_roots:
         for path in find_audio(root):
@@ -130,8 +130,8 @@ def simulate(
     noises = [p for root in noise_roots for p in find_audio(root)]
     if len(by_speaker) < 2 or len(noises) < 2:
         raise ValueError("need at least two speakers and two noise files for disjoint splits")
-    train_spk, test_spk = split(list(by_speaker), test_fraction, rng)
-    train_noise, test_noise = split(noises, noise_test_fraction, rng)
+    train_spk, test_spk = split(list(by_speaker), test_fraction, split_rng)
+    train_noise, test_noise = split(noises, noise_test_fraction, split_rng)
     noise_cache = {p: load_16k(p) for p in noises}
     for spec in train_noise_pairs:  # training only: never in the test split
         extra = pair_noises(spec)
