@@ -70,12 +70,18 @@ def summarize(rows: Iterable[dict]) -> dict:
     return out
 
 
+def _cell(stat: dict, digits: int) -> str:
+    """``mean ± ci``; one utterance has no interval, so the mean stands alone."""
+    if not math.isfinite(stat["ci95"]):
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['ci95']:.{digits}f}"
+
+
 def markdown_table(systems: dict[str, dict]) -> str:
     head = "| system | " + " | ".join(LABELS[m] for m in metrics.METRICS) + " |"
     lines = [head, "|---|" + "---:|" * len(metrics.METRICS)]
     for name, s in systems.items():
-        cells = [f"{s[m]['mean']:.3f} ± {s[m]['ci95']:.3f}" if m != "ssnr" else f"{s[m]['mean']:.2f} ± {s[m]['ci95']:.2f}"
-                 for m in metrics.METRICS]
+        cells = [_cell(s[m], 2 if m == "ssnr" else 3) for m in metrics.METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -136,8 +142,13 @@ def score_folders(estimate_dir: str, clean_dir: str, out_dir: str, name: str = "
     for u in unmatched:
         print(f"unmatched (only in one folder): {u}")
     results = {}
-    if noisy_dir:
-        results["Noisy"] = score_pairs(match_folders(noisy_dir, clean_dir)[0], workers, "scoring noisy")
+    if noisy_dir:  # the Noisy row covers the same utterances as the estimates, no others
+        ids = {uid for uid, _, _ in jobs}
+        noisy_jobs = [job for job in match_folders(noisy_dir, clean_dir)[0] if job[0] in ids]
+        missing = sorted(ids - {uid for uid, _, _ in noisy_jobs})
+        if missing:
+            raise ValueError(f"no noisy file in {noisy_dir} for {missing[:5]}: the Noisy row would cover other utterances")
+        results["Noisy"] = score_pairs(noisy_jobs, workers, "scoring noisy")
     results[name] = score_pairs(jobs, workers, f"scoring {name}")
     return write_results(out_dir, results, {"estimates": os.path.abspath(estimate_dir)})
 

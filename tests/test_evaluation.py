@@ -4,6 +4,8 @@ import json
 import os
 import shutil
 
+import pytest
+
 from conftest import MINI_SET, ROOT
 
 from speechbrain_sslse import evaluation
@@ -49,3 +51,20 @@ def test_readme_results_table_is_generated_from_summaries():
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     block = readme.split(results_table.START)[1].split(results_table.END)[0].strip()
     assert block == results_table.render(ROOT).strip()
+
+
+def test_noisy_row_covers_the_same_utterances_as_the_estimates(tmp_path):
+    est = tmp_path / "est"
+    est.mkdir()
+    shutil.copy(os.path.join(NOISY, "0398.wav"), est / "0398.wav")
+    summary = evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out"), "sys", noisy_dir=NOISY, workers=1)
+    assert summary["systems"]["Noisy"]["n"] == summary["systems"]["sys"]["n"] == 1
+    assert summary["systems"]["Noisy"]["pesq"]["mean"] == summary["systems"]["sys"]["pesq"]["mean"]
+    row = open(tmp_path / "out" / "summary.md").read().splitlines()[-1]
+    assert "nan" not in row and "±" not in row  # one utterance: a mean, no interval
+    (est / "0015.wav").write_bytes(open(os.path.join(NOISY, "0015.wav"), "rb").read())
+    other_noisy = tmp_path / "noisy"
+    other_noisy.mkdir()
+    shutil.copy(os.path.join(NOISY, "0398.wav"), other_noisy / "0398.wav")
+    with pytest.raises(ValueError, match="0015"):
+        evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out2"), "sys", noisy_dir=str(other_noisy), workers=1)
