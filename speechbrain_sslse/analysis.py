@@ -222,7 +222,7 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
     writes cn_distance_<label>.csv, summary.json, fig2_<label>.png (+ fig3_compare.png)."""
     os.makedirs(out_dir, exist_ok=True)
     pairs = sample_pairs(manifest, n_pairs, seed)
-    results, summary = {}, {"pairs": len(pairs), "manifest": os.path.abspath(manifest), "seed": seed,
+    results, summary = {}, {"pairs": len(pairs), "manifest": manifest, "seed": seed,
                             "normalisation": "per-channel mean/std over the pair's clean+noisy frames (pooled)",
                             "drop_last": drop_last, "sources": {}}
     for src in [source] + ([compare] if compare else []):
