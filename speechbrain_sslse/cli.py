@@ -118,7 +118,11 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from . import evaluation
 
     if args.command == "score":
-        summary = evaluation.score_folders(args.enhanced, args.clean, args.out, args.name, args.noisy, args.workers)
+        try:
+            summary = evaluation.score_folders(args.enhanced, args.clean, args.out, args.name, args.noisy, args.workers)
+        except (ValueError, OSError) as err:  # unmatched folders, a missing folder: one line, not a traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     else:
         from .inference import load_model, model_label
 

@@ -68,3 +68,11 @@ def test_noisy_row_covers_the_same_utterances_as_the_estimates(tmp_path):
     shutil.copy(os.path.join(NOISY, "0398.wav"), other_noisy / "0398.wav")
     with pytest.raises(ValueError, match="0015"):
         evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out2"), "sys", noisy_dir=str(other_noisy), workers=1)
+
+
+def test_score_command_reports_unmatched_folders_in_one_line(tmp_path, capsys):
+    (tmp_path / "est").mkdir()
+    assert evaluate_main(["score", "--enhanced", str(tmp_path / "est"), "--clean", CLEAN, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no file names in common") and "\n" not in err
+    assert evaluate_main(["score", "--enhanced", str(tmp_path / "nope"), "--clean", CLEAN, "--out", str(tmp_path / "o")]) == 2
