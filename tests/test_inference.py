@@ -184,3 +184,18 @@ def test_bf16_cpu_path_stays_close_to_fp32(trained):
     for u, v in zip(a, b):
         assert v.dtype == torch.float32 and u.shape == v.shape
         assert _snr(u.numpy(), v.numpy()) > 30
+
+
+def test_shipped_log1p_model_beats_noisy_on_every_committed_test_set():
+    """The issue's bar for the main shipped model: PESQ and STOI above the Noisy row on the
+    simulated test split and on both sets of real pairs (scores as committed by sslse-evaluate)."""
+    import json
+
+    paths = sorted(glob.glob(os.path.join(SHIPPED, "eval", "*", "summary.json")))
+    assert [os.path.basename(os.path.dirname(p)) for p in paths] == ["dns3_real", "sim_test", "vbd_train_real"]
+    for path in paths:
+        systems = json.load(open(path))["systems"]
+        model, noisy = systems["sslse-log1p-sim"], systems["Noisy"]
+        assert model["n"] == noisy["n"] and model["n_failed"] == 0
+        for metric in ("pesq", "stoi"):
+            assert model[metric]["mean"] > noisy[metric]["mean"], (path, metric)
