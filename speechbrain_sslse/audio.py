@@ -10,6 +10,9 @@ import torch
 import torchaudio.functional as AF
 
 SAMPLE_RATE = 16000
+# Containers libsndfile reads, found when listing folders (a file of another extension
+# named directly is still tried).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".sph", ".caf", ".w64", ".rf64")
 
 
 class AudioError(ValueError):
@@ -46,13 +49,27 @@ def resample(wav: torch.Tensor, orig_rate: int, new_rate: int = SAMPLE_RATE) -> 
     return AF.resample(wav, orig_rate, new_rate)
 
 
-def read_mono_16k(path: str) -> torch.Tensor:
-    """A 1-D 16 kHz signal: resampled if needed; multi-channel files are refused (use
-    ``read_audio`` to process channels separately) so nothing is silently down-mixed."""
+def read_mono_16k(path: str, downmix: bool = False) -> torch.Tensor:
+    """A 1-D 16 kHz signal, resampled if needed. Multi-channel files are refused unless
+    ``downmix`` (channel mean) is asked for, so nothing is down-mixed silently."""
     wav, rate = read_audio(path)
     if wav.shape[0] != 1:
-        raise AudioError(f"{path}: has {wav.shape[0]} channels; expected mono")
+        if not downmix:
+            raise AudioError(f"{path}: has {wav.shape[0]} channels; expected mono")
+        wav = wav.mean(0, keepdim=True)
     return resample(wav, rate)[0]
+
+
+def list_audio(root: str, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
+    """Every audio file below ``root`` (recursive, sorted), by extension; only regular
+    files (a named pipe or socket would block a reader forever)."""
+    out = []
+    for folder, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(folder, f)
+            if f.lower().endswith(extensions) and os.path.isfile(path):
+                out.append(path)
+    return sorted(out)
 
 
 def write_audio(path: str, wav: torch.Tensor | np.ndarray, rate: int = SAMPLE_RATE, subtype: str | None = None) -> None:

@@ -9,7 +9,9 @@ import pytest
 import soundfile as sf
 from conftest import MINI_SET
 
-from simulate_vbd import TEST_SNRS, TRAIN_SNRS, active_level, pair_noises, simulate
+from simulate_vbd import simulate
+
+from speechbrain_sslse.mixing import TEST_SNRS, TRAIN_SNRS, active_level, pair_noises
 
 TRAIN_CLEAN = os.path.join(MINI_SET, "clean_trainset_28spk_wav")
 TRAIN_NOISY = os.path.join(MINI_SET, "noisy_trainset_28spk_wav")

@@ -5,7 +5,9 @@ Reads the official layout (``clean_trainset_28spk_wav/``, ``noisy_trainset_28spk
 16 kHz. 48 kHz files are resampled once into ``<save_folder>/wav16k/``.
 
 Validation split: ``random`` = the authors' deterministic random 5 % of training
-utterances (seed 999); ``speakers`` = speakers p226 + p287 (SpeechBrain / s3prl recipes).
+utterances (seed 999); ``speakers`` = speakers p226 + p287 (SpeechBrain / s3prl recipes);
+``folder`` = the pre-rendered ``clean_validset_wav`` / ``noisy_validset_wav`` pair written
+by ``simulate_vbd.py --valid_fraction`` (speaker- and noise-disjoint from training).
 
 Usage: python recipes/VCTK/prepare_vctk.py DATA_FOLDER SAVE_FOLDER [--valid_split speakers]
 """
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 SUBSETS = {
     "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
     "test": ("clean_testset_wav", "noisy_testset_wav"),
+    "valid": ("clean_validset_wav", "noisy_validset_wav"),  # simulate_vbd.py --valid_fraction
 }
 VALID_SPEAKERS = ("p226", "p287")
 
@@ -121,7 +124,10 @@ def prepare_vctk(
     if not os.path.isdir(data_folder):
         raise PrepError(f"data folder {data_folder} does not exist")
     os.makedirs(save_folder, exist_ok=True)
-    train, valid = split_valid(_pairs(data_folder, save_folder, "train"), valid_split, valid_ratio, seed)
+    if valid_split == "folder":
+        train, valid = _pairs(data_folder, save_folder, "train"), _pairs(data_folder, save_folder, "valid")
+    else:
+        train, valid = split_valid(_pairs(data_folder, save_folder, "train"), valid_split, valid_ratio, seed)
     sets = {"train": train, "valid": valid, "test": _pairs(data_folder, save_folder, "test")}
     for name, entries in sets.items():
         tmp = paths[name] + ".tmp"
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_folder")
     parser.add_argument("save_folder")
-    parser.add_argument("--valid_split", default="random", choices=["random", "speakers"])
+    parser.add_argument("--valid_split", default="random", choices=["random", "speakers", "folder"])
     parser.add_argument("--valid_ratio", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=999)
     args = parser.parse_args(argv)

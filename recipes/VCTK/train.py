@@ -26,6 +26,7 @@ from speechbrain_sslse.checkpoints import CheckpointError, check_checkpoints
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.data import random_crop_pair, random_gain
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
+from speechbrain_sslse.mixing import DynamicMixDataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prepare_vctk import PrepError, prepare_vctk  # noqa: E402
@@ -69,6 +70,10 @@ class SSLSEBrain(sb.Brain):
 
     def on_stage_start(self, stage, epoch=None):
         self.scores = {"pesq": [], "stoi": []}
+        mixer = getattr(self, "dynamic_mixing", None)
+        if stage == sb.Stage.TRAIN and mixer is not None:
+            # before the loader's workers start: mixtures of this epoch = f(seed, epoch, index)
+            mixer.set_epoch(epoch)
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         self.batches_seen = getattr(self, "batches_seen", 0) + 1
@@ -174,6 +179,13 @@ def dataio_prep(hparams: dict) -> dict:
             dynamic_items=[train_pipeline if name == "train" else eval_pipeline],
             output_keys=["id", "noisy_sig", "clean_sig"],
         )
+    if hparams.get("dynamic_mixing"):  # training mixtures drawn on the fly (mixing.py)
+        datasets["train"] = DynamicMixDataset.from_simulation(
+            os.path.join(hparams["data_folder"], "simulation.json"), items_per_epoch=hparams["dm_items_per_epoch"],
+            crop=crop, snrs=hparams["dm_snrs"], snr_range=hparams["dm_snr_range"], gain_range=(low, high),
+            babble_tracks=hparams["dm_babble_tracks"], ssn_tracks=hparams["dm_ssn_tracks"],
+            seed=hparams["seed"])
+        return datasets
     repeats = int(hparams.get("train_repeats", 1))
     if repeats > 1:  # small sets: several random crops of each utterance per epoch
         datasets["train"] = torch.utils.data.ConcatDataset([datasets["train"]] * repeats)
@@ -211,6 +223,7 @@ def main(argv: list[str]) -> SSLSEBrain:
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    brain.dynamic_mixing = datasets["train"] if hparams.get("dynamic_mixing") else None
     # PaddedBatch is set explicitly because a repeated (concatenated) set is no
     # DynamicItemDataset, for which SpeechBrain would pick it automatically.
     train_kwargs = {"collate_fn": sb.dataio.batch.PaddedBatch, **hparams["train_dataloader_options"]}

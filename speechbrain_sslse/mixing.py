@@ -1,0 +1,235 @@
+"""Mixing speech and noise the way VoiceBank-DEMAND was made, offline or on the fly.
+
+One owner of the mixing rules: the active-level SNR, the VoiceBank-DEMAND SNR sets, the
+clip guard, babble and speech-shaped noise (the two artificial noise types of the
+VoiceBank-DEMAND training set). ``recipes/VCTK/simulate_vbd.py`` renders fixed sets with
+them; :class:`DynamicMixDataset` draws new training mixtures every epoch (as SpeechBrain's
+separation recipes do), deterministic per (seed, epoch, index) so a resumed run sees the
+mixtures an uninterrupted one would have seen.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from speechbrain_sslse.audio import SAMPLE_RATE, read_mono_16k
+
+TRAIN_SNRS = (0.0, 5.0, 10.0, 15.0)
+TEST_SNRS = (2.5, 7.5, 12.5, 17.5)
+CLIP_PEAK = 0.99
+
+
+def active_level(x: np.ndarray, rate: int = SAMPLE_RATE, margin_db: float = 15.9) -> float:
+    """Active speech power: a P.56-style fixed point over 10 ms frame powers (the level c
+    for which the mean power of frames above c - 15.9 dB equals c)."""
+    hop = rate // 100
+    n = len(x) // hop
+    if n == 0:
+        return float(np.mean(x**2)) if len(x) else 0.0
+    power = np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1)
+    level = float(np.mean(power))
+    for _ in range(50):
+        active = power[power >= level * 10 ** (-margin_db / 10)]
+        new = float(np.mean(active)) if len(active) else level
+        if abs(new - level) <= 1e-6 * max(level, 1e-20):
+            break
+        level = new
+    return level
+
+
+def noise_segment(noise: np.ndarray, length: int, start: int) -> np.ndarray:
+    """``length`` samples of ``noise`` from ``start``; a shorter noise is tiled first."""
+    if len(noise) < length + start:
+        noise = np.tile(noise, -(-(length + start) // len(noise)))
+    return noise[start : start + length]
+
+
+def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, speech_level: float | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy): ``noise`` (already ``len(clean)`` long) scaled to ``snr_db`` below
+    the active speech level (of ``clean`` unless given, e.g. the whole utterance's for a
+    crop); both rescaled together if the mixture would clip."""
+    level = active_level(clean) if speech_level is None else speech_level
+    seg_power = max(float(np.mean(noise**2)), 1e-20)
+    noisy = clean + noise * np.sqrt(level / (seg_power * 10 ** (snr_db / 10)))
+    peak = max(float(np.abs(noisy).max(initial=0.0)), float(np.abs(clean).max(initial=0.0)))
+    if peak > CLIP_PEAK:
+        clean, noisy = clean * CLIP_PEAK / peak, noisy * CLIP_PEAK / peak
+    return clean, noisy
+
+
+def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """A random segment of ``noise`` mixed with the whole of ``clean`` at ``snr_db``."""
+    tiled = noise if len(noise) >= len(clean) else np.tile(noise, -(-len(clean) // len(noise)))
+    start = rng.randrange(0, len(tiled) - len(clean) + 1)
+    return mix_at_snr(clean, tiled[start : start + len(clean)], snr_db)
+
+
+def babble(utterances: Sequence[np.ndarray], talkers: int, seconds: float, rng: np.random.Generator
+           ) -> tuple[np.ndarray, list[int]]:
+    """Babble: ``talkers`` utterances (tiled to ``seconds``, random offsets) at equal active
+    level, summed (unit RMS); and which utterances it used. Pass only training speakers'."""
+    n = int(seconds * SAMPLE_RATE)
+    out = np.zeros(n)
+    used = [int(k) for k in rng.choice(len(utterances), size=talkers, replace=len(utterances) < talkers)]
+    for k in used:
+        u = utterances[k]
+        seg = noise_segment(u, n, int(rng.integers(0, len(u))))
+        out += seg / np.sqrt(max(active_level(u), 1e-20))
+    return out / np.sqrt(max(float(np.mean(out**2)), 1e-20)), used
+
+
+def long_term_spectrum(utterances: Sequence[np.ndarray], n_fft: int = 512) -> np.ndarray:
+    """Mean power spectrum (``n_fft // 2 + 1`` bins) over Hann-windowed frames of all
+    utterances, each utterance weighted by its frames."""
+    window = np.hanning(n_fft)
+    total, frames = np.zeros(n_fft // 2 + 1), 0
+    for u in utterances:
+        if len(u) < n_fft:
+            continue
+        idx = np.arange(0, len(u) - n_fft + 1, n_fft // 2)
+        spec = np.abs(np.fft.rfft(u[idx[:, None] + np.arange(n_fft)] * window, axis=1)) ** 2
+        total += spec.sum(0)
+        frames += len(idx)
+    if frames == 0:
+        raise ValueError("no utterance is long enough for a long-term spectrum")
+    return total / frames
+
+
+def speech_shaped_noise(spectrum: np.ndarray, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise whose power spectrum follows ``spectrum`` (unit RMS)."""
+    n = int(seconds * SAMPLE_RATE)
+    white = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.linspace(0, 1, len(white))
+    shape = np.sqrt(np.interp(freqs, np.linspace(0, 1, len(spectrum)), spectrum))
+    out = np.fft.irfft(white * shape, n)
+    return out / np.sqrt(max(float(np.mean(out**2)), 1e-20))
+
+
+class DynamicMixDataset(torch.utils.data.Dataset):
+    """Training mixtures drawn on the fly: a random crop of a random training utterance
+    (tiled if shorter, random offset), a random segment of a random training noise
+    (recordings, real paired noise, babble, speech-shaped noise), an SNR from ``snrs``
+    (or uniform in ``snr_range``) on the utterance's active level, the method's random
+    gain on both signals.
+
+    Item ``i`` of epoch ``e`` depends only on (seed, e, i): a killed run that resumes
+    mid-epoch gets the same mixtures, and ranks under DDP, which sample disjoint
+    indices, get different ones. Call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(
+        self, speech: Sequence[str], noise: Sequence[str], items_per_epoch: int, crop: int = 20480,
+        snrs: Sequence[float] = TRAIN_SNRS, snr_range: Sequence[float] | None = None,
+        gain_range: Sequence[float] = (1.0, 2.5), babble_tracks: int = 0, babble_talkers: tuple[int, int] = (3, 7),
+        ssn_tracks: int = 0, noise_pairs: Sequence[str] = (), seed: int = 999, max_seconds: float = 12.0,
+    ) -> None:
+        if items_per_epoch < 1 or crop < 1:
+            raise ValueError("items_per_epoch and crop must be positive")
+        self.speech_files = sorted(speech)
+        if not self.speech_files or not (noise or noise_pairs or babble_tracks or ssn_tracks):
+            raise ValueError("dynamic mixing needs training speech and at least one noise source")
+        limit = int(max_seconds * SAMPLE_RATE)
+        self.speech = [read_mono_16k(p, downmix=True).numpy().astype(np.float64)[:limit] for p in self.speech_files]
+        self.levels = [active_level(u) for u in self.speech]
+        self.noise_names: list[str] = []
+        self.noises: list[np.ndarray] = []
+        for path in sorted(noise):
+            self._add_noise(path, read_mono_16k(path, downmix=True).numpy().astype(np.float64))
+        for spec in noise_pairs:
+            for name, wav in pair_noises(spec).items():
+                self._add_noise(name, wav)
+        rng = np.random.default_rng([seed, 7919])  # artificial noises: fixed per seed
+        low, high = babble_talkers
+        self.artificial_sources: dict[str, list[str]] = {}  # babble / SSN track -> speech files
+        for k in range(babble_tracks):
+            track, used = babble(self.speech, int(rng.integers(low, high + 1)), 10.0, rng)
+            self._add_noise(f"babble:{k}", track)
+            self.artificial_sources[f"babble:{k}"] = [self.speech_files[i] for i in used]
+        if ssn_tracks:
+            spectrum = long_term_spectrum(self.speech)
+            for k in range(ssn_tracks):
+                self._add_noise(f"ssn:{k}", speech_shaped_noise(spectrum, 10.0, rng))
+                self.artificial_sources[f"ssn:{k}"] = list(self.speech_files)
+        self.items, self.crop, self.seed, self.epoch = int(items_per_epoch), int(crop), int(seed), 0
+        self.snrs, self.snr_range = tuple(float(s) for s in snrs), snr_range
+        self.gain_range = tuple(float(g) for g in gain_range)
+
+    def _add_noise(self, name: str, wav: np.ndarray) -> None:
+        if len(wav) == 0 or not np.any(wav):
+            raise ValueError(f"noise {name}: silent or empty")
+        self.noise_names.append(name)
+        self.noises.append(wav)
+
+    @classmethod
+    def from_simulation(cls, simulation_json: str, **kwargs) -> "DynamicMixDataset":
+        """The training speech and noise of a set rendered by ``simulate_vbd.py``: its
+        split decides which speakers and noises are for training, so validation and test
+        speakers and noises never enter a mixture (nor babble, nor speech-shaped noise)."""
+        with open(simulation_json, encoding="utf-8") as f:
+            sim = json.load(f)
+        if "train_speech" not in sim:
+            raise ValueError(f"{simulation_json}: no train_speech list; re-render with the current simulate_vbd.py")
+        kwargs.setdefault("noise_pairs", sim.get("train_noise_pairs", []))
+        kwargs.setdefault("seed", sim.get("seed", 999))
+        return cls(sim["train_speech"], sim["train_noise_files"], **kwargs)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.items
+
+    def mixture(self, index: int) -> dict:
+        """The clean/noisy pair of ``index`` in the current epoch, with how it was drawn."""
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        k = int(rng.integers(len(self.speech)))
+        utt = self.speech[k]
+        if len(utt) < self.crop:  # tiled, then cropped at a random offset
+            utt = np.tile(utt, -(-2 * self.crop // len(utt)))
+        start = int(rng.integers(0, len(utt) - self.crop + 1))
+        clean = utt[start : start + self.crop]
+        j = int(rng.integers(len(self.noises)))
+        noise = self.noises[j]
+        seg = noise_segment(noise, self.crop, int(rng.integers(0, len(noise))))
+        if self.snr_range is not None:
+            snr = float(rng.uniform(*self.snr_range))
+        else:
+            snr = self.snrs[int(rng.integers(len(self.snrs)))]
+        clean, noisy = mix_at_snr(clean, seg, snr, speech_level=self.levels[k])
+        gain = float(rng.uniform(*self.gain_range))
+        return {"id": f"dm_e{self.epoch}_{index}", "clean": clean * gain, "noisy": noisy * gain, "snr_db": snr,
+                "speech": self.speech_files[k], "noise": self.noise_names[j], "gain": gain}
+
+    def __getitem__(self, index: int) -> dict:
+        m = self.mixture(index)
+        return {"id": m["id"], "noisy_sig": torch.from_numpy(m["noisy"]).float(),
+                "clean_sig": torch.from_numpy(m["clean"]).float()}
+
+
+def pair_noises(spec: str) -> dict[str, np.ndarray]:
+    """Noise of sample-aligned pairs in ``CLEAN:NOISY`` folders (same file names): noisy - clean."""
+    from speechbrain_sslse.audio import list_audio
+
+    clean_dir, sep, noisy_dir = spec.rpartition(":")
+    if not sep or not os.path.isdir(clean_dir) or not os.path.isdir(noisy_dir):
+        raise ValueError(f"noise pairs want CLEAN:NOISY folders, got {spec!r}")
+    out = {}
+    for noisy_path in list_audio(noisy_dir):
+        name = os.path.basename(noisy_path)
+        clean_path = os.path.join(clean_dir, name)
+        if not os.path.exists(clean_path):
+            raise ValueError(f"no clean file for {noisy_path} in {clean_dir}")
+        clean = read_mono_16k(clean_path, downmix=True).numpy().astype(np.float64)
+        noisy = read_mono_16k(noisy_path, downmix=True).numpy().astype(np.float64)
+        if len(clean) != len(noisy):
+            raise ValueError(f"{name}: clean and noisy lengths differ ({len(clean)} vs {len(noisy)}); pairs must be aligned")
+        out[f"pair:{name}"] = noisy - clean
+    if not out:
+        raise ValueError(f"no audio files in {noisy_dir}")
+    return out

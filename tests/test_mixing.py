@@ -1,0 +1,118 @@
+"""Dynamic mixing: deterministic per (seed, epoch, index), resumable, rank-disjoint,
+exact SNRs, and babble / speech-shaped noise from training speakers only."""
+import glob
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import MINI_SET
+from simulate_vbd import simulate
+
+from speechbrain_sslse.mixing import DynamicMixDataset, active_level
+
+CLEAN = sorted(glob.glob(os.path.join(MINI_SET, "clean_*", "*.wav")))
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """A simulated set with speaker-disjoint valid and test splits, from 5 one-folder
+    speakers of real speech and 5 synthetic noises."""
+    root = tmp_path_factory.mktemp("dm")
+    for i, path in enumerate(CLEAN[:10]):
+        os.makedirs(root / "speech" / f"spk{i % 5}", exist_ok=True)
+        shutil.copy(path, root / "speech" / f"spk{i % 5}" / os.path.basename(path))
+    rng = np.random.default_rng(0)
+    os.makedirs(root / "noise")
+    for k in range(5):
+        sf.write(root / "noise" / f"noise{k}.wav", 0.1 * rng.standard_normal(16000 * (2 + k)), 16000)
+    sim = simulate([str(root / "speech")], [str(root / "noise")], str(root / "set"), test_fraction=0.2,
+                   noise_test_fraction=0.2, valid_fraction=0.25, noise_valid_fraction=0.25)
+    return root, sim
+
+
+def _dataset(rendered, **kw):
+    root, _ = rendered
+    opts = dict(items_per_epoch=12, babble_tracks=2, ssn_tracks=1)
+    opts.update(kw)
+    return DynamicMixDataset.from_simulation(str(root / "set" / "simulation.json"), **opts)
+
+
+def _epoch(ds, epoch, indices):
+    ds.set_epoch(epoch)
+    return [ds[i] for i in indices]
+
+
+def _same(a, b):
+    return all(torch.equal(x["noisy_sig"], y["noisy_sig"]) and torch.equal(x["clean_sig"], y["clean_sig"])
+               for x, y in zip(a, b))
+
+
+def test_same_seed_epoch_index_gives_the_same_mixture(rendered):
+    a, b = _dataset(rendered), _dataset(rendered)
+    assert _same(_epoch(a, 3, range(12)), _epoch(b, 3, range(12)))
+    assert not _same(_epoch(a, 3, range(12)), _epoch(a, 4, range(12)))  # a new epoch, new mixtures
+    other_seed = _dataset(rendered, seed=1)
+    assert not _same(_epoch(a, 3, range(12)), _epoch(other_seed, 3, range(12)))
+
+
+def test_a_resumed_epoch_sees_the_mixtures_of_an_uninterrupted_run(rendered):
+    straight = _dataset(rendered)
+    _epoch(straight, 1, range(12))
+    order = [5, 2, 9, 0, 11]  # whatever order the sampler gives after the restart
+    uninterrupted = _epoch(straight, 2, order)
+    resumed = _dataset(rendered)  # a new process: only the epoch is recovered
+    assert _same(uninterrupted, _epoch(resumed, 2, order))
+
+
+def test_ranks_draw_different_mixtures(rendered):
+    ds = _dataset(rendered, items_per_epoch=16)
+    ds.set_epoch(1)
+    drawn = []
+    for rank in (0, 1):
+        sampler = torch.utils.data.DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=999)
+        sampler.set_epoch(1)
+        drawn.append([ds[i]["noisy_sig"] for i in sampler])
+    assert len(drawn[0]) == len(drawn[1]) == 8
+    assert not any(torch.equal(x, y) for x in drawn[0] for y in drawn[1])
+
+
+def test_generated_snrs_are_within_a_tenth_of_a_db(rendered):
+    # utterances cut to 1 s and 1 s crops: the crop is the whole utterance whose level sets the SNR
+    ds = _dataset(rendered, items_per_epoch=40, babble_tracks=0, ssn_tracks=0, max_seconds=1.0, crop=16000)
+    for i in range(40):
+        m = ds.mixture(i)
+        noise = m["noisy"] - m["clean"]
+        measured = 10 * np.log10(active_level(m["clean"]) / np.mean(noise**2))
+        assert abs(measured - m["snr_db"]) < 0.1, (i, measured, m["snr_db"])
+        assert m["snr_db"] in (0.0, 5.0, 10.0, 15.0)
+
+
+def test_uniform_snr_range_is_respected(rendered):
+    ds = _dataset(rendered, snr_range=(-5.0, 20.0))
+    snrs = [ds.mixture(i)["snr_db"] for i in range(12)]
+    assert all(-5.0 <= s <= 20.0 for s in snrs) and len(set(snrs)) == 12
+
+
+def test_babble_and_ssn_use_training_speakers_only(rendered):
+    root, sim = rendered
+    ds = _dataset(rendered, babble_tracks=4, ssn_tracks=2)
+    held_out = {os.path.abspath(e["speech"]) for subset in ("valid", "test") for e in sim[subset]}
+    assert held_out and sim["valid"] and sim["test"]
+    assert set(ds.speech_files) == set(sim["train_speech"])
+    assert not set(ds.speech_files) & held_out
+    assert {n for n in ds.noise_names if n.startswith(("babble", "ssn"))} == set(ds.artificial_sources)
+    for name, sources in ds.artificial_sources.items():
+        assert sources and not set(sources) & held_out, name
+    # and no held-out noise recording is drawn from
+    held_noises = set(sim["valid_noises"]) | set(sim["test_noises"])
+    assert not {os.path.basename(n) for n in ds.noise_names} & held_noises
+
+
+def test_mixtures_are_crops_of_the_training_length(rendered):
+    ds = _dataset(rendered, crop=8000)
+    item = ds[0]
+    assert item["noisy_sig"].shape == item["clean_sig"].shape == (8000,)
+    assert item["noisy_sig"].dtype == torch.float32
