@@ -23,6 +23,7 @@ setup(
         "pesq==0.0.4",
         "pystoi==0.4.1",
         "soundfile>=0.12",
+        "soxr>=0.3",  # bounded-memory resampling between any two rates
         "scipy>=1.10",
         "numpy>=1.24",
         "matplotlib>=3.7",

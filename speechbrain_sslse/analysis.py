@@ -11,12 +11,10 @@ Curves are averaged over randomly sampled pairs (Eq. 3; per-pair curves are kept
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import random
-import sys
 from typing import Sequence
 
 import numpy as np
@@ -26,6 +24,7 @@ from tqdm import tqdm
 from .audio import read_mono_16k
 from .inference import load_model, model_label
 from .lobes import SSLEncoder
+from .plots import minmax, pearson, plot_fig2, plot_fig3
 
 EPS = 1e-5
 
@@ -40,20 +39,6 @@ def cn_distance_from_states(clean: Sequence[torch.Tensor], noisy: Sequence[torch
         mu, sigma = pooled.mean(0), pooled.std(0, unbiased=False).clamp(min=EPS)
         out.append(float((((zc - mu) / sigma - (zn - mu) / sigma) ** 2).sum(-1).mean()))
     return np.array(out)
-
-
-def minmax(values: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] (the paper's plots); a flat curve maps to zeros."""
-    values = np.asarray(values, dtype=float)
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
-
-
-def pearson(a: Sequence[float], b: Sequence[float]) -> float:
-    """Pearson correlation coefficient."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
 def cn_distances(
@@ -141,80 +126,6 @@ def write_csv(path: str, layer_ids: Sequence[int], dist: np.ndarray, weights: np
                         *[f"{v:.6f}" for v in dist[:, j]]])
 
 
-def plot_fig2(path: str, layer_ids, dist: np.ndarray, weights: np.ndarray | None, title: str) -> None:
-    """Bundle of per-pair CN curves (min-max normalised), their mean, weights on a 2nd axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for row in dist:
-        ax.plot(layer_ids, minmax(row), color="0.75", lw=0.8)
-    ax.plot(layer_ids, minmax(dist.mean(0)), color="C0", lw=2.5, label="CN distance (mean)")
-    ax.set_xticks(list(layer_ids))
-    ax.set_xlabel("layer")
-    ax.set_ylabel("normalised CN distance")
-    ax.set_ylim(-0.05, 1.05)
-    if weights is not None:
-        ax2 = ax.twinx()
-        ax2.plot(layer_ids, weights, color="C3", marker="o", lw=2, label="learned weight")
-        ax2.set_ylabel("learned layer weight", color="C3")
-        r = pearson(weights, dist.mean(0))
-        title += f"  (Pearson r = {r:.2f})"
-    ax.set_title(title)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_weight_history(jsonl_path: str, png_path: str) -> None:
-    """Learned layer weights per epoch (the recipe's layer_weights.jsonl) as a heat map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in open(jsonl_path) if line.strip()]
-    weights = np.array([r["weights"] for r in rows])
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    image = ax.imshow(weights.T, aspect="auto", origin="lower", cmap="viridis",
-                      extent=(rows[0]["epoch"] - 0.5, rows[-1]["epoch"] + 0.5, -0.5, weights.shape[1] - 0.5))
-    fig.colorbar(image, ax=ax, label="softmax weight")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("layer (weighted-sum index)")
-    ax.set_title("Learned layer weights during training")
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
-
-
-def plot_fig3(path: str, layer_ids, curves: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
-    """Before vs after fine-tuning: mean CN curves (solid) and weights (dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    ax2 = ax.twinx()
-    for i, (label, (dist, weights)) in enumerate(curves.items()):
-        ax.plot(layer_ids, minmax(dist.mean(0)), color=f"C{i}", lw=2, label=f"CN distance: {label}")
-        if weights is not None:
-            ax2.plot(layer_ids, weights, color=f"C{i}", ls="--", marker="o", label=f"weights: {label}")
-    ax.set_xticks(list(layer_ids))
-    ax.set_xlabel("layer")
-    ax.set_ylabel("normalised CN distance")
-    ax2.set_ylabel("learned layer weight")
-    ax.legend(loc="upper left", fontsize=8)
-    ax2.legend(loc="upper right", fontsize=8)
-    ax.set_title("CN distance and layer weights before vs after fine-tuning")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_last: int = 0, seed: int = 999,
             batch_size: int = 4, device: str = "cpu", weights_from: str | None = None,
             compare: str | None = None) -> dict:
@@ -225,8 +136,15 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
     results, summary = {}, {"pairs": len(pairs), "manifest": manifest, "seed": seed,
                             "normalisation": "per-channel mean/std over the pair's clean+noisy frames (pooled)",
                             "drop_last": drop_last, "sources": {}}
+    if drop_last < 0:
+        raise ValueError(f"drop_last must be >= 0, got {drop_last}")
     for src in [source] + ([compare] if compare else []):
         encoder, weights, label = load_encoder(src)
+        if label in results:  # its files would overwrite the first source's
+            raise ValueError(f"--source and --compare have the same label {label!r} ({source}, {compare}); "
+                             "copy or rename one folder")
+        if drop_last >= len(encoder.layer_ids):
+            raise ValueError(f"drop_last={drop_last} leaves no layer of {len(encoder.layer_ids)}")
         if src == source and weights_from:
             weights = read_layer_weights(weights_from)
         dist = cn_distances(encoder, pairs, batch_size, device)
@@ -251,31 +169,3 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="sslse-analyze", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--source", required=True, help="hub id, local HF folder, exported model or trained recipe folder")
-    ap.add_argument("--compare", help="a second source (e.g. the encoder before fine-tuning) for Fig. 3")
-    ap.add_argument("--manifest", required=True,
-                    help="JSON manifest of clean/noisy pairs (prepare_vctk.py), or CLEAN_DIR:NOISY_DIR")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--pairs", type=int, default=20, help="randomly sampled pairs (<= 0: all)")
-    ap.add_argument("--drop-last", type=int, default=0, help="drop the last k layers (paper: 2 for wav2vec 2.0)")
-    ap.add_argument("--weights-from", help="recipe/exported folder or JSON with learned weights for --source")
-    ap.add_argument("--seed", type=int, default=999)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
-    s = analyze(args.source, args.manifest, args.out, args.pairs, args.drop_last, args.seed, args.batch_size,
-                args.device, args.weights_from, args.compare)
-    for label, e in s["sources"].items():
-        r = e["pearson_weights_vs_cn"]
-        print(f"{label}: {len(e['layers'])} layers, CN mean {np.round(e['mean'], 3).tolist()}"
-              + ("" if r is None else f", Pearson(weights, CN) = {r:.3f}"))
-    print(f"-> {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

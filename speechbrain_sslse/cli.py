@@ -1,140 +1,199 @@
-"""Console commands: ``sslse-enhance``, ``sslse-evaluate``, ``sslse-analyze``."""
+"""Console commands: ``sslse-enhance``, ``sslse-evaluate``, ``sslse-analyze``.
+
+Only argument parsing and reporting live here; the work is done by the library
+(``output_plan`` + ``EnhanceSSL.enhance_files``, ``evaluation``, ``analysis``). Every
+error a user can cause is one ``error: ...`` line and exit code 2, before heavy work.
+"""
 from __future__ import annotations
 
 import argparse
-import glob
-import os
+import logging
 import sys
+import warnings
 
-from tqdm import tqdm
-
-AUDIO_EXT = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".sph")
+from . import __version__
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(path, name relative to its root) for files, folders (recursive) and globs; plus
-    (input, reason) for inputs that gave no file (reported as errors, not dropped silently)."""
-    found, missing = [], []
-    for item in inputs:
-        if os.path.isdir(item):
-            before = len(found)
-            for folder, _, files in os.walk(item):
-                for f in sorted(files):
-                    if f.lower().endswith(AUDIO_EXT):
-                        path = os.path.join(folder, f)
-                        found.append((path, os.path.relpath(path, item)))
-            if len(found) == before:
-                missing.append((item, f"is a directory with no audio files ({', '.join(AUDIO_EXT)})"))
-        elif os.path.exists(item):
-            found.append((item, os.path.basename(item)))
-        else:
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                missing.append((item, "no such file, folder or glob match"))
-            found += [(m, os.path.basename(m)) for m in matches if os.path.isfile(m)]
-    return found, missing
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown in --help, epilog examples kept as written."""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
+    return value
+
+
+def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=_Formatter)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars or third-party notices")
+    return ap
+
+
+def _quiet_third_parties(quiet: bool) -> None:
+    """Library notices (transformers' load reports, torchvision hints) are not the
+    command's output; with -q, progress bars go too."""
+    for name in ("transformers", "speechbrain", "huggingface_hub", "torchvision"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*torchvision.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if quiet:
+        import os
+
+        os.environ["TQDM_DISABLE"] = "1"
+        warnings.filterwarnings("ignore")
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+ENHANCE_EXAMPLES = """examples:
+  sslse-enhance noisy.wav -o enhanced/ --source pretrained/sslse-log1p-dm
+  sslse-enhance corpus/ -o corpus_enhanced/ --source my_model --batch-size 8
+  sslse-enhance "recordings/**/*.flac" -o out/ --source owner/model --device cuda
+
+Folders are searched recursively and mirrored below the output folder (a glob mirrors
+below its fixed part); outputs are float WAV at the input's rate and channel count.
+An output never replaces an input, and two inputs never share an output."""
 
 
 def enhance_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="sslse-enhance", description="Enhance audio files with an SSL enhancer.")
+    ap = _parser("sslse-enhance", "Enhance audio files with an SSL enhancer.", ENHANCE_EXAMPLES)
     ap.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or globs")
-    ap.add_argument("-o", "--output", required=True, help="output folder (created); inputs are never overwritten")
+    ap.add_argument("-o", "--output", required=True, help="output folder (created)")
     ap.add_argument("--source", required=True, help="exported model folder, hub id, or trained recipe folder")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=4, help="signals enhanced together (sorted by length)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--batch-size", type=positive_int, default=4, help="signals enhanced together (sorted by length)")
     ap.add_argument("--ssl-source", help="local folder for a hub SSL encoder (offline)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                    help="autocast precision (bf16: 2.1x faster than fp32 for WavLM Base on an AVX-512 BF16 CPU)")
+                    help="autocast precision (bf16 pays on CPUs with AVX-512 BF16; benchmarks/precision.py)")
     args = ap.parse_args(argv)
+    _quiet_third_parties(args.quiet)
 
-    from .audio import AudioError, read_audio, write_audio
+    from .audio import AudioError
+    from .errors import ConfigError
     from .inference import load_model
+    from .output_plan import plan_outputs
 
-    files, missing = expand_inputs(args.inputs)
-    errors = list(missing)
-    model = load_model(args.source, ssl_source=args.ssl_source, device=args.device, precision=args.precision)
-    out_root = os.path.abspath(args.output)
-    done = 0
-    # groups of files share batches; each file is written as soon as its group is done
-    bar = tqdm(total=len(files), desc="enhancing", unit="file", disable=None)
-    for k in range(0, len(files), args.batch_size):
-        group = []
-        for path, rel in files[k : k + args.batch_size]:
-            target = os.path.join(out_root, os.path.splitext(rel)[0] + ".wav")
-            try:
-                if os.path.exists(target) and os.path.samefile(path, target):
-                    raise AudioError(f"{path}: output would overwrite the input; choose another --output")
-                group.append((path, target, *read_audio(path)))
-            except AudioError as err:
-                errors.append((path, str(err)))
-                bar.update(1)
-        try:
-            outs = model.enhance_signals([(w, r) for _, _, w, r in group], args.batch_size)
-        except (RuntimeError, ValueError):  # keep going: retry one by one to isolate the culprit
-            outs = []
-            for path, _, w, r in group:
-                try:
-                    outs.append(model.enhance_signals([(w, r)])[0])
-                except (RuntimeError, ValueError) as e:
-                    outs.append(None)
-                    errors.append((path, f"enhancement failed: {e}"))
-        for (path, target, _, rate), out in zip(group, outs):
-            if out is not None:
-                try:
-                    write_audio(target, out, rate, subtype="FLOAT")
-                    done += 1
-                except (AudioError, OSError) as err:
-                    errors.append((path, f"cannot write {target}: {err}"))
-            bar.update(1)
-    bar.close()
-    print(f"enhanced {done} file(s) -> {out_root}")
-    if errors:
-        print(f"{len(errors)} file(s) failed:", file=sys.stderr)
-        for path, reason in errors:
+    try:  # every refusal before the model is loaded or anything is written
+        jobs, skipped = plan_outputs(args.inputs, args.output)
+        if not jobs:
+            reasons = "; ".join(f"{p}: {r}" for p, r in skipped) or "no input"
+            return _fail(f"nothing to enhance ({reasons})")
+        model = load_model(args.source, ssl_source=args.ssl_source, device=args.device, precision=args.precision)
+    except (ConfigError, AudioError) as err:
+        return _fail(str(err))
+    report = model.enhance_files(jobs, args.batch_size, progress=not args.quiet)
+    print(f"enhanced {len(report.written)} of {len(jobs)} file(s) -> {args.output}")
+    problems = skipped + report.failed
+    if problems:
+        print(f"{len(problems)} input(s) failed or skipped:", file=sys.stderr)
+        for path, reason in problems:
             print(f"  {path}: {reason}", file=sys.stderr)
         return 1
     return 0
 
 
+EVALUATE_EXAMPLES = """examples:
+  sslse-evaluate enhance --model pretrained/sslse-log1p-dm --manifest clean_dir:noisy_dir --out eval/
+  sslse-evaluate score --enhanced enhanced/ --clean clean_dir/ --noisy noisy_dir/ --name mine --out eval/
+
+Estimates that are silent, NaN, missing after a failed enhancement or too short for a
+metric get that metric's floor and are counted in the table's `floored` column."""
+
+
 def evaluate_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="sslse-evaluate", description="Evaluate enhancers or score enhanced folders.")
+    ap = _parser("sslse-evaluate", "Evaluate enhancers or score enhanced folders.", EVALUATE_EXAMPLES)
     sub = ap.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("enhance", help="enhance a test manifest with a model, then score it and the noisy input")
+    e = sub.add_parser("enhance", help="enhance a test manifest with a model, then score it and the noisy input",
+                       formatter_class=_Formatter)
     e.add_argument("--model", required=True, help="exported model folder or trained recipe folder")
     e.add_argument("--manifest", required=True, help="test.json written by prepare_vctk.py, or CLEAN_DIR:NOISY_DIR")
     e.add_argument("--name", default=None, help="system name in the tables (default: folder name)")
     e.add_argument("--ssl-source", help="local folder for a hub SSL encoder (offline)")
     e.add_argument("--device", default="cpu")
-    s = sub.add_parser("score", help="score a folder of enhanced wavs against clean references by file name")
+    s = sub.add_parser("score", help="score a folder of enhanced files against clean references by name",
+                       formatter_class=_Formatter)
     s.add_argument("--enhanced", required=True)
     s.add_argument("--clean", required=True)
     s.add_argument("--noisy", help="also score the noisy inputs (the Noisy row)")
     s.add_argument("--name", default="system")
     for p in (e, s):
         p.add_argument("--out", required=True, help="output folder for CSVs and summaries")
-        p.add_argument("--workers", type=int, default=2, help="scoring processes")
+        p.add_argument("--workers", type=positive_int, default=2, help="scoring processes")
     args = ap.parse_args(argv)
+    _quiet_third_parties(args.quiet)
 
     from . import evaluation
+    from .audio import AudioError
+    from .errors import ConfigError
 
-    if args.command == "score":
-        try:
+    try:
+        if args.command == "score":
             summary = evaluation.score_folders(args.enhanced, args.clean, args.out, args.name, args.noisy, args.workers)
-        except (ValueError, OSError) as err:  # unmatched folders, a missing folder: one line, not a traceback
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    else:
-        from .inference import load_model, model_label
+        else:
+            from .inference import load_model, model_label
 
-        model = load_model(args.model, ssl_source=args.ssl_source, device=args.device)
-        name = args.name or model_label(args.model)
-        summary = evaluation.evaluate_model(model, args.manifest, args.out, name, args.workers)
+            name = args.name or model_label(args.model)
+            evaluation.check_system_name(name)
+            items = evaluation.read_manifest(args.manifest)
+            model = load_model(args.model, ssl_source=args.ssl_source, device=args.device)
+            summary = evaluation.evaluate_model(model, items, args.out, name, args.workers)
+    except (ValueError, OSError, ConfigError, AudioError) as err:  # one line, not a traceback
+        return _fail(str(err))
     print(evaluation.markdown_table(summary["systems"]))
     print(f"-> {args.out}/summary.json, summary.md, scores_*.csv")
     return 0
 
 
-def analyze_main(argv: list[str] | None = None) -> int:
-    from .analysis import main
+ANALYZE_EXAMPLES = """examples:
+  sslse-analyze --source microsoft/wavlm-base-plus --manifest train.json --out analysis/
+  sslse-analyze --source results/pf/999 --compare microsoft/wavlm-base-plus --manifest clean:noisy --out a/"""
 
-    return main(argv)
+
+def analyze_main(argv: list[str] | None = None) -> int:
+    ap = _parser("sslse-analyze", "Clean-noisy distance per SSL layer vs the learned layer weights "
+                 "(paper Sec. 3.3, Figs. 2-3): CSV, JSON and PNG.", ANALYZE_EXAMPLES)
+    ap.add_argument("--source", required=True, help="hub id, local HF folder, exported model or trained recipe folder")
+    ap.add_argument("--compare", help="a second source (e.g. the encoder before fine-tuning) for Fig. 3")
+    ap.add_argument("--manifest", required=True,
+                    help="JSON manifest of clean/noisy pairs (prepare_vctk.py), or CLEAN_DIR:NOISY_DIR")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--pairs", type=int, default=20, help="randomly sampled pairs (<= 0: all)")
+    ap.add_argument("--drop-last", type=non_negative_int, default=0, help="drop the last k layers (paper: 2 for wav2vec 2.0)")
+    ap.add_argument("--weights-from", help="recipe/exported folder or JSON with learned weights for --source")
+    ap.add_argument("--seed", type=int, default=999)
+    ap.add_argument("--batch-size", type=positive_int, default=4)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    _quiet_third_parties(args.quiet)
+
+    import numpy as np
+
+    from .analysis import analyze
+    from .errors import ConfigError
+    from .inference import check_device
+
+    try:
+        check_device(args.device)
+        s = analyze(args.source, args.manifest, args.out, args.pairs, args.drop_last, args.seed, args.batch_size,
+                    args.device, args.weights_from, args.compare)
+    except (ValueError, OSError, ConfigError) as err:
+        return _fail(str(err))
+    for label, e in s["sources"].items():
+        r = e["pearson_weights_vs_cn"]
+        print(f"{label}: {len(e['layers'])} layers, CN mean {np.round(e['mean'], 3).tolist()}"
+              + ("" if r is None else f", Pearson(weights, CN) = {r:.3f}"))
+    print(f"-> {args.out}")
+    return 0

@@ -14,6 +14,7 @@ from speechbrain.utils.checkpoints import (
     mark_as_transfer,
     register_checkpoint_hooks,
 )
+import torch.nn.functional as F
 from torch import nn
 
 from .features import N_BINS, LogSpectrum, align_ssl_frames, num_frames, relative_to_absolute
@@ -82,14 +83,22 @@ class SSLEnhancer(nn.Module):
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0], noisy, phase, frame_lens
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor | None = None) -> EnhancerOutput:
-        """wav: (batch, samples) at 16 kHz; wav_lens: SpeechBrain relative lengths."""
-        lengths = relative_to_absolute(wav_lens, wav.shape[1], wav.shape[0], wav.device)
-        x, noisy, phase, frame_lens = self.features(wav, None if wav_lens is None else lengths)
+        """Brain-facing: wav (batch, samples) at 16 kHz, ``wav_lens`` SpeechBrain relative
+        lengths. Everything below works on absolute sample counts."""
+        lengths = None if wav_lens is None else relative_to_absolute(wav_lens, wav.shape[1], wav.shape[0], wav.device)
+        return self.run(wav, lengths)
+
+    def run(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> EnhancerOutput:
+        """The forward pass for absolute ``lengths`` in samples (None: every item full)."""
+        x, noisy, phase, frame_lens = self.features(wav, lengths)
         mask = self.masker(x, frame_lens)
+        if lengths is None:
+            lengths = torch.full((wav.shape[0],), wav.shape[1], dtype=torch.long, device=wav.device)
         return EnhancerOutput(mask * noisy, noisy, phase, mask, frame_lens, lengths)
 
     def log_spectrum(self, wav: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
-        """log1p magnitude of a (clean) target, through the same STFT."""
+        """log1p magnitude of a (clean) target, through the same STFT (relative lengths,
+        as ``forward``)."""
         lengths = None if wav_lens is None else relative_to_absolute(wav_lens, wav.shape[1], wav.shape[0], wav.device)
         return self.spectrum(wav, lengths)[0]
 
@@ -97,8 +106,23 @@ class SSLEnhancer(nn.Module):
         """Enhanced waveform with the noisy phase, same length as the input."""
         return self.spectrum.inverse(out.enhanced, out.phase, out.sample_lens)
 
-    def enhance(self, wav: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
-        return self.resynthesize(self(wav, wav_lens))
+    def enhance(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Enhanced waveforms (batch, samples) for absolute ``lengths``, zero past each
+        length. The one place where short inputs are handled: items shorter than
+        ``min_samples`` are zero-extended to it (as a single pass over a longer zero-padded
+        signal would see them) and cut back."""
+        batch, n = wav.shape
+        full = torch.full((batch,), n, dtype=torch.long, device=wav.device)
+        lengths = full if lengths is None else lengths.to(wav.device).long()
+        short = self.min_samples
+        size = max(n, short)
+        if size > n:
+            wav = F.pad(wav, (0, size - n))
+        run_lens = lengths.clamp(min=short)
+        out = self.resynthesize(self.run(wav, None if bool((run_lens == size).all()) else run_lens))
+        out = F.pad(out.float(), (0, max(0, size - out.shape[1])))[:, :n]
+        keep = torch.arange(n, device=out.device)[None] < lengths[:, None]
+        return out * keep
 
     # -- parameters ------------------------------------------------------------
     def head_parameters(self) -> list[nn.Parameter]:

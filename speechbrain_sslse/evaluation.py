@@ -2,8 +2,11 @@
 
 Used by ``recipes/VCTK/evaluate.py`` and the ``sslse-evaluate`` command. Output folder:
 ``enhanced/`` (when a model is given), ``scores_<system>.csv`` per system (all metrics
-per utterance, an ``error`` column for files that could not be scored), ``summary.json``
-and ``summary.md`` (paper column order: PESQ, CSIG, CBAK, COVL, STOI, + SSNR).
+per utterance; ``floored`` lists the metrics an estimate could not get and so got their
+floor, ``error`` says why), ``summary.json`` and ``summary.md`` (n, floored, then the
+paper's column order: PESQ, CSIG, CBAK, COVL, STOI, + SSNR). No score flatters: a
+silent, NaN, missing or too-short estimate counts at the floor, and every row of a table
+covers the same utterances.
 """
 from __future__ import annotations
 
@@ -20,29 +23,44 @@ from scipy import stats
 from tqdm import tqdm
 
 from . import metrics
-from .audio import SAMPLE_RATE, AudioError, read_audio
+from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio
 
 LABELS = {"pesq": "PESQ", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL", "stoi": "STOI", "ssnr": "SSNR"}
 
 
-def _read_16k_mono(path: str):
-    wav, rate = read_audio(path)
+def _read_16k_mono(path: str, error=metrics.MetricError):
+    try:
+        wav, rate = read_audio(path)
+    except AudioError as err:
+        raise error(str(err)) from None
     if rate != SAMPLE_RATE:
-        raise metrics.MetricError(f"{path}: sample rate {rate} Hz, metrics need {SAMPLE_RATE} Hz")
+        raise error(f"{path}: sample rate {rate} Hz, metrics need {SAMPLE_RATE} Hz")
     if wav.shape[0] != 1:
-        raise metrics.MetricError(f"{path}: {wav.shape[0]} channels, metrics need mono")
+        raise error(f"{path}: {wav.shape[0]} channels, metrics need mono")
     return wav[0].numpy()
 
 
+def floored_row(uid: str, reason: str) -> dict:
+    """The row of an estimate that does not exist or cannot be read: every metric floored."""
+    return {"id": uid, **metrics.FLOORS, "floored": " ".join(metrics.METRICS), "error": reason}
+
+
 def score_one(job: tuple[str, str, str]) -> dict:
-    """Scores one (id, clean path, estimate path); failures become an ``error`` entry."""
+    """Scores one (id, clean path, estimate path). An estimate that cannot be scored gets
+    the metrics' floors (``floored`` lists them, ``error`` says why); an unusable
+    reference is marked ``reference`` so that every system drops that utterance alike."""
     uid, clean_path, est_path = job
-    row = {"id": uid, **{m: float("nan") for m in metrics.METRICS}, "error": ""}
     try:
-        row.update(metrics.all_metrics(_read_16k_mono(clean_path), _read_16k_mono(est_path)))
-    except (metrics.MetricError, AudioError) as err:
-        row["error"] = str(err)
-    return row
+        clean = _read_16k_mono(clean_path, metrics.ReferenceError)
+        try:
+            est = _read_16k_mono(est_path)
+        except metrics.MetricError as err:
+            return floored_row(uid, str(err))
+        scores, reasons = metrics.floored_metrics(clean, est)
+    except metrics.ReferenceError as err:
+        return {"id": uid, **{m: float("nan") for m in metrics.METRICS}, "floored": "", "error": f"reference: {err}"}
+    return {"id": uid, **scores, "floored": " ".join(m for m in metrics.METRICS if m in reasons),
+            "error": "; ".join(sorted(set(reasons.values())))}
 
 
 def _init_worker() -> None:
@@ -58,11 +76,12 @@ def score_pairs(jobs: list[tuple[str, str, str]], workers: int = 2, desc: str = 
 
 
 def summarize(rows: Iterable[dict]) -> dict:
-    """Per metric: mean, 95 % confidence half-width (Student t), and n scored."""
+    """Per metric: mean, 95 % confidence half-width (Student t) and n, over every row
+    (floored values included); ``n_floored``: utterances with at least one floor."""
     rows = list(rows)
-    out = {"n": len(rows), "n_failed": sum(1 for r in rows if r["error"])}
+    out = {"n": len(rows), "n_floored": sum(1 for r in rows if r["floored"])}
     for m in metrics.METRICS:
-        vals = np.array([r[m] for r in rows if not r["error"] and math.isfinite(r[m])], dtype=float)
+        vals = np.array([r[m] for r in rows], dtype=float)
         n = len(vals)
         mean = float(vals.mean()) if n else float("nan")
         ci = float(stats.t.ppf(0.975, n - 1) * vals.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
@@ -78,12 +97,22 @@ def _cell(stat: dict, digits: int) -> str:
 
 
 def markdown_table(systems: dict[str, dict]) -> str:
-    head = "| system | " + " | ".join(LABELS[m] for m in metrics.METRICS) + " |"
-    lines = [head, "|---|" + "---:|" * len(metrics.METRICS)]
+    """One row per system: n utterances, how many had a floored metric, then the metrics."""
+    head = "| system | n | floored | " + " | ".join(LABELS[m] for m in metrics.METRICS) + " |"
+    lines = [head, "|---|---:|---:|" + "---:|" * len(metrics.METRICS)]
     for name, s in systems.items():
         cells = [_cell(s[m], 2 if m == "ssnr" else 3) for m in metrics.METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {s['n']} | {s.get('n_floored', s.get('n_failed', 0))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+NOISY = "Noisy"
+
+
+def check_system_name(name: str) -> None:
+    """A system may not pose as the unprocessed input."""
+    if name.strip().lower() == NOISY.lower():
+        raise ValueError(f"system name {name!r} is reserved for the unprocessed input's row; choose another --name")
 
 
 def _slug(name: str) -> str:
@@ -91,84 +120,114 @@ def _slug(name: str) -> str:
 
 
 def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | None = None) -> dict:
-    """Writes per-system CSVs, summary.json and summary.md; returns the summary."""
+    """Writes per-system CSVs, summary.json and summary.md; returns the summary. Every
+    system covers the same utterances: one whose reference is unusable is dropped from all
+    of them (and listed); any other mismatch is an error."""
+    bad_refs = {r["id"]: r["error"] for rows in results.values() for r in rows if r["error"].startswith("reference:")}
+    results = {name: [r for r in rows if r["id"] not in bad_refs] for name, rows in results.items()}
+    ids = {name: sorted(r["id"] for r in rows) for name, rows in results.items()}
+    first = next(iter(ids.values()), [])
+    for name, got in ids.items():
+        if got != first:
+            raise ValueError(f"system {name!r} covers other utterances than {next(iter(ids))!r}; rows would not compare")
     os.makedirs(out_dir, exist_ok=True)
     systems = {}
     for name, rows in results.items():
         with open(os.path.join(out_dir, f"scores_{_slug(name)}.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", *metrics.METRICS, "error"])
+            writer = csv.DictWriter(f, fieldnames=["id", *metrics.METRICS, "floored", "error"])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(sorted(rows, key=lambda r: r["id"]))
         systems[name] = summarize(rows)
-    summary = {"metrics": list(metrics.METRICS), "systems": systems, **(meta or {})}
+    summary = {"metrics": list(metrics.METRICS), "systems": systems, "floors": metrics.FLOORS,
+               "dropped_references": bad_refs, **(meta or {})}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(markdown_table(systems) + "\n")
-    failed = {n: [r for r in rows if r["error"]] for n, rows in results.items()}
-    for name, rows in failed.items():
+    for uid, reason in sorted(bad_refs.items()):
+        print(f"not scored for any system {uid}: {reason}")
+    for name, rows in results.items():
         for r in rows:
-            print(f"not scored ({name}) {r['id']}: {r['error']}")
+            if r["floored"]:
+                print(f"floored ({name}) {r['id']} [{r['floored']}]: {r['error']}")
     return summary
 
 
 def read_manifest(path: str) -> list[tuple[str, str, str]]:
     """(id, clean, noisy) from a SpeechBrain JSON manifest written by prepare_vctk, or from
-    ``CLEAN_DIR:NOISY_DIR`` (two folders matched by file name)."""
+    ``CLEAN_DIR:NOISY_DIR`` (two folders matched by relative path). A malformed manifest
+    is a ``ValueError`` naming the file."""
     if ":" in path and all(os.path.isdir(p) for p in path.split(":", 1)):
         clean_dir, noisy_dir = path.split(":", 1)
-        return match_folders(noisy_dir, clean_dir)[0]
-    with open(path) as f:
-        data = json.load(f)
-    return [(uid, e["clean_wav"], e["noisy_wav"]) for uid, e in sorted(data.items())]
+        jobs, unmatched = match_folders(noisy_dir, clean_dir)
+        if not jobs:
+            raise ValueError(f"no file names in common between {clean_dir} and {noisy_dir}")
+        return jobs
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return [(uid, e["clean_wav"], e["noisy_wav"]) for uid, e in sorted(data.items())]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not a manifest of clean_wav/noisy_wav entries or CLEAN_DIR:NOISY_DIR "
+                         f"({type(err).__name__}: {err})") from None
+
+
+def audio_by_stem(folder: str) -> dict[str, str]:
+    """{path relative to ``folder`` without extension: file}; two files with one stem
+    (``x.wav``, ``x.flac``) are an error, since either could be the estimate."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder}: no such folder")
+    out: dict[str, str] = {}
+    for path in list_audio(folder):
+        key = os.path.splitext(os.path.relpath(path, folder))[0]
+        if key in out:
+            raise ValueError(f"{out[key]} and {path} share the name {key!r}; keep one of them")
+        out[key] = path
+    return out
 
 
 def match_folders(estimate_dir: str, clean_dir: str) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Pairs estimates with references by file name; returns (jobs, unmatched names)."""
-    clean = {os.path.splitext(f)[0]: os.path.join(clean_dir, f) for f in os.listdir(clean_dir)
-             if f.lower().endswith((".wav", ".flac"))}
-    est = {os.path.splitext(f)[0]: os.path.join(estimate_dir, f) for f in os.listdir(estimate_dir)
-           if f.lower().endswith((".wav", ".flac"))}
+    """Pairs estimates with references by relative path without extension (folders are
+    searched recursively); returns (jobs, names found in only one of the two)."""
+    clean, est = audio_by_stem(clean_dir), audio_by_stem(estimate_dir)
     jobs = [(k, clean[k], est[k]) for k in sorted(set(clean) & set(est))]
     return jobs, sorted(set(clean) ^ set(est))
 
 
 def score_folders(estimate_dir: str, clean_dir: str, out_dir: str, name: str = "system",
                   noisy_dir: str | None = None, workers: int = 2) -> dict:
-    """``score`` mode: any folder of enhanced wavs against clean references by file name."""
+    """``score`` mode: any folder of enhanced files against clean references by name.
+    The utterances are those with an estimate; the Noisy row covers exactly them."""
+    check_system_name(name)
     jobs, unmatched = match_folders(estimate_dir, clean_dir)
     if not jobs:
         raise ValueError(f"no file names in common between {estimate_dir} and {clean_dir}")
-    for u in unmatched:
-        print(f"unmatched (only in one folder): {u}")
+    if unmatched:
+        print(f"{len(unmatched)} name(s) only in one of the folders, not scored: {', '.join(unmatched[:10])}"
+              + (" ..." if len(unmatched) > 10 else ""))
     results = {}
-    if noisy_dir:  # the Noisy row covers the same utterances as the estimates, no others
+    if noisy_dir:
         ids = {uid for uid, _, _ in jobs}
         noisy_jobs = [job for job in match_folders(noisy_dir, clean_dir)[0] if job[0] in ids]
         missing = sorted(ids - {uid for uid, _, _ in noisy_jobs})
         if missing:
             raise ValueError(f"no noisy file in {noisy_dir} for {missing[:5]}: the Noisy row would cover other utterances")
-        results["Noisy"] = score_pairs(noisy_jobs, workers, "scoring noisy")
+        results[NOISY] = score_pairs(noisy_jobs, workers, "scoring noisy")
     results[name] = score_pairs(jobs, workers, f"scoring {name}")
     return write_results(out_dir, results, {"estimates": os.path.abspath(estimate_dir)})
 
 
-def evaluate_model(enhancer, manifest: str, out_dir: str, name: str = "model", workers: int = 2) -> dict:
-    """Enhances every noisy file of ``manifest`` with an ``EnhanceSSL`` (one by one, whole
-    utterances), then scores it and the ``Noisy`` input the same way."""
-    items = read_manifest(manifest)
+def evaluate_model(enhancer, items: list[tuple[str, str, str]], out_dir: str, name: str = "model",
+                   workers: int = 2) -> dict:
+    """Enhances every noisy file of ``items`` ((id, clean, noisy), e.g. from
+    ``read_manifest``) with an ``EnhanceSSL`` through its ``enhance_files``, then scores
+    it and the Noisy input on the same utterances; a failed enhancement is floored."""
+    check_system_name(name)
     enhanced_dir = os.path.join(out_dir, "enhanced")
-    os.makedirs(enhanced_dir, exist_ok=True)
-    jobs, errors = [], []
-    for uid, clean, noisy in tqdm(items, desc="enhancing", disable=None):
-        target = os.path.join(enhanced_dir, f"{uid}.wav")
-        try:
-            enhancer.enhance_file(noisy, target)
-            jobs.append((uid, clean, target))
-        except (AudioError, ValueError) as err:
-            errors.append({"id": uid, **{m: float("nan") for m in metrics.METRICS}, "error": f"enhancement failed: {err}"})
-    results = {
-        "Noisy": score_pairs([(u, c, n) for u, c, n in items], workers, "scoring noisy"),
-        name: score_pairs(jobs, workers, f"scoring {name}") + errors,
-    }
-    return write_results(out_dir, results, {"manifest": os.path.abspath(manifest)})
+    target = {uid: os.path.join(enhanced_dir, f"{uid}.wav") for uid, _, _ in items}
+    report = enhancer.enhance_files([(noisy, target[uid]) for uid, _, noisy in items])
+    failed = dict(report.failed)
+    rows = score_pairs([(u, c, target[u]) for u, c, n in items if n not in failed], workers, f"scoring {name}")
+    rows += [floored_row(u, f"enhancement failed: {failed[n]}") for u, _, n in items if n in failed]
+    results = {NOISY: score_pairs([(u, c, n) for u, c, n in items], workers, "scoring noisy"), name: rows}
+    return write_results(out_dir, results)

@@ -10,12 +10,18 @@ overlapping chunks with a linear cross-fade so memory stays bounded.
 from __future__ import annotations
 
 import os
+import re
+import warnings
+from dataclasses import dataclass, field
 
 import torch
+from tqdm import tqdm
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.fetching import LocalStrategy
 
-from .audio import SAMPLE_RATE, AudioError, read_audio, resample, write_audio
+from .audio import SAMPLE_RATE, AudioError, output_format, read_audio, resample, write_audio
+from .errors import ConfigError
+from .output_plan import check_jobs
 
 
 class EnhanceSSL(Pretrained):
@@ -49,35 +55,26 @@ class EnhanceSSL(Pretrained):
         return int(getattr(self.hparams, "overlap_seconds", 1.0) * SAMPLE_RATE)
 
     def enhance_batch(self, noisy: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Enhances a padded batch of 16 kHz waveforms (batch, samples); ``lengths`` are
-        SpeechBrain relative lengths. Returns (batch, samples), zero past each length."""
-        noisy = noisy.to(self.device, torch.float32)
-        batch, n = noisy.shape
-        if n == 0:
-            raise ValueError("cannot enhance an empty waveform")
-        lengths = torch.ones(batch) if lengths is None else lengths.float().cpu()
-        abs_lens = torch.round(lengths * n).long().clamp(1, n)
-        short = self.enhancer.min_samples
-        if n < short:  # zero-extend to the shortest input the model takes, then cut back
-            out = self.enhance_batch(torch.nn.functional.pad(noisy, (0, short - n)), abs_lens.float() / short)
-            return out[:, :n]
-        # items shorter than min_samples inside a longer batch: their padding is zeros anyway
-        rel = abs_lens.clamp(min=short).float() / n
+        """Enhances a padded batch of 16 kHz float waveforms (batch, samples) in [-1, 1];
+        ``lengths`` are SpeechBrain relative lengths in (0, 1] (None: all full). Returns
+        (batch, samples), zero past each length. Anything else is a ``ValueError`` that
+        says what was expected (integer samples are not rescaled silently)."""
+        return self._enhance(noisy, check_batch(noisy, lengths))
+
+    def _enhance(self, noisy: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A checked batch with absolute ``lengths`` (samples) through the enhancer."""
         # run option precision=bf16 / fp16 (SpeechBrain's own): autocast, e.g. bf16 on CPUs
-        # with AVX-512 BF16 (WavLM Base, 10 s: 2.14x faster than fp32, output within 54.9 dB
-        # SNR of it; benchmarks/precision.py)
+        # with AVX-512 BF16 (speed and accuracy: benchmarks/precision.py)
         with torch.inference_mode(), self.inference_ctx:
-            out = self.enhancer.enhance(noisy, None if bool((abs_lens == n).all()) else rel.to(self.device))
-        out = torch.nn.functional.pad(out.float(), (0, n - out.shape[1]))  # no item may fill the batch
-        mask = torch.arange(n, device=out.device)[None] < abs_lens.to(out.device)[:, None]
-        return out * mask
+            full = bool((lengths == noisy.shape[1]).all())
+            return self.enhancer.enhance(noisy.to(self.device, torch.float32), None if full else lengths.to(self.device))
 
     def enhance_waveform(self, wav: torch.Tensor) -> torch.Tensor:
         """One 16 kHz signal (samples,) of any length, in overlapping chunks when long."""
         n = wav.shape[-1]
         size, overlap = self.chunk_samples, self.overlap_samples
         if n <= size:
-            return self.enhance_batch(wav[None])[0]
+            return self._enhance(wav[None], torch.tensor([n]))[0].cpu()
         hop = size - overlap
         starts = list(range(0, n - overlap, hop))
         # consecutive chunks overlap by exactly `overlap` samples, where the fade-in and the
@@ -90,7 +87,7 @@ class EnhanceSSL(Pretrained):
             segs = [wav[s : s + size] for s in group]
             lens = torch.tensor([len(s) for s in segs])
             batch = torch.stack([torch.nn.functional.pad(s, (0, size - len(s))) for s in segs])
-            enhanced = self.enhance_batch(batch, lens.float() / size).cpu()
+            enhanced = self._enhance(batch, lens).cpu()
             for s, e, length in zip(group, enhanced, lens.tolist()):
                 w = torch.ones(length)
                 if s > 0:
@@ -105,8 +102,8 @@ class EnhanceSSL(Pretrained):
         sorted by length and run as padded, masked batches; longer ones are chunked."""
         bs = batch_size or int(getattr(self.hparams, "batch_size", 4))
         if self.device_type == "cpu" and self.precision != "fp32":
-            # bf16 on CPU pays only one signal at a time (WavLM Base, 10 s: batch 1 is 2.6x
-            # faster than fp32, batch 8 is 1.5x *slower*; benchmarks/inference.py)
+            # bf16 on CPU pays only one signal at a time: batches of 8 are slower than
+            # fp32 on CPUs measured so far (benchmarks/inference.py)
             bs = 1
         out: list[torch.Tensor | None] = [None] * len(signals)
         short = sorted((i for i, s in enumerate(signals) if s.shape[-1] <= self.chunk_samples),
@@ -115,8 +112,8 @@ class EnhanceSSL(Pretrained):
             idx = short[k : k + bs]
             n = max(signals[i].shape[-1] for i in idx)
             batch = torch.stack([torch.nn.functional.pad(signals[i], (0, n - signals[i].shape[-1])) for i in idx])
-            lens = torch.tensor([signals[i].shape[-1] / n for i in idx])
-            enhanced = self.enhance_batch(batch, lens).cpu()
+            lens = torch.tensor([signals[i].shape[-1] for i in idx])
+            enhanced = self._enhance(batch, lens).cpu()
             for i, e in zip(idx, enhanced):
                 out[i] = e[: signals[i].shape[-1]]
         for i, s in enumerate(signals):
@@ -144,20 +141,129 @@ class EnhanceSSL(Pretrained):
             results.append(out)
         return results
 
-    def enhance_file(self, filename: str, output_filename: str | None = None) -> torch.Tensor:
-        """Enhances an audio file; returns (samples,) for mono, (channels, samples) otherwise,
-        at the file's own rate, and writes it (float WAV, atomically) when asked.
-        Refuses to overwrite the input file."""
-        if output_filename is not None and os.path.exists(output_filename) and os.path.samefile(filename, output_filename):
-            raise AudioError(f"{output_filename}: refusing to overwrite the input file")
-        wav, rate = read_audio(filename)
-        out = self.enhance_signals([(wav, rate)])[0]
-        if output_filename is not None:
-            write_audio(output_filename, out, rate, subtype="FLOAT")
+    def _window_results(self, jobs, batch_size, report):
+        """Reads a window of files, enhances them together, yields (src, dst, rate, out)."""
+        items = []
+        for src, dst in jobs:
+            try:
+                wav, rate = read_audio(src)
+                warn_if_level_unusual(wav, src)
+                items.append((src, dst, wav, rate))
+            except AudioError as err:
+                report.failed.append((src, str(err)))
+        try:
+            outs = self.enhance_signals([(w, r) for _, _, w, r in items], batch_size)
+        except (RuntimeError, ValueError):  # keep going: one by one to isolate the culprit
+            outs = []
+            for src, _, w, r in items:
+                try:
+                    outs.append(self.enhance_signals([(w, r)])[0])
+                except (RuntimeError, ValueError) as err:
+                    outs.append(None)
+                    report.failed.append((src, f"enhancement failed: {err}"))
+        for (src, dst, _, rate), out in zip(items, outs):
+            if out is not None:
+                yield src, dst, rate, out
+
+    def enhance_files(self, jobs: list[tuple[str, str]], batch_size: int | None = None, progress: bool = True,
+                      window: int = 32, keep_outputs: bool = False) -> "FilesReport":
+        """The one path from files to enhanced files, used by ``enhance_file``, the
+        ``sslse-enhance`` command and evaluation. ``jobs``: (input, output) pairs; checked
+        as a whole first (``output_plan.check_jobs``: no output replaces an input, no two
+        inputs share an output; an unwritable format fails before any work), then
+        enhanced ``window`` files at a time, each output written (atomically) as soon as
+        it is ready. A file that cannot be read, enhanced or written is a per-file failure;
+        the others go on. ``keep_outputs``: also return the enhanced tensors (memory!)."""
+        check_jobs(jobs)
+        report = FilesReport()
+        todo = []
+        for src, dst in jobs:
+            try:
+                output_format(dst)
+                todo.append((src, dst))
+            except AudioError as err:
+                report.failed.append((src, str(err)))
+        bar = tqdm(total=len(jobs), desc="enhancing", unit="file", disable=None if progress else True)
+        bar.update(len(jobs) - len(todo))
+        for k in range(0, len(todo), window):
+            for src, dst, rate, out in self._window_results(todo[k : k + window], batch_size, report):
+                try:
+                    write_audio(dst, out[0] if out.shape[0] == 1 else out, rate)
+                    report.written.append((src, dst))
+                    if keep_outputs:
+                        report.outputs[dst] = out
+                except AudioError as err:
+                    report.failed.append((src, str(err)))
+            bar.update(len(todo[k : k + window]))
+        bar.close()
+        return report
+
+    def enhance_file(self, filename: str, output_filename: str | None = None, **kwargs) -> torch.Tensor:
+        """Enhances an audio file; returns (samples,) for mono, (channels, samples)
+        otherwise, at the file's own rate. With ``output_filename`` it is also written, in
+        the format of its extension (float WAV for .wav; an unknown extension is refused
+        before enhancing) and never over the input. ``kwargs`` as in SpeechBrain's
+        interfaces (``batch_size``)."""
+        if output_filename is None:
+            wav, rate = read_audio(filename)
+            warn_if_level_unusual(wav, filename)
+            out = self.enhance_signals([(wav, rate)], kwargs.get("batch_size"))[0]
+        else:
+            report = self.enhance_files([(filename, output_filename)], kwargs.get("batch_size"), progress=False,
+                                        keep_outputs=True)
+            if report.failed:
+                raise AudioError(report.failed[0][1])
+            out = report.outputs[output_filename]
         return out[0] if out.shape[0] == 1 else out
 
     def forward(self, noisy: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.enhance_batch(noisy, lengths)
+
+
+@dataclass
+class FilesReport:
+    """What ``enhance_files`` did: (input, output) written, (input, reason) failed."""
+
+    written: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+
+#: Peaks above this are far outside float audio's [-1, 1] (e.g. int16-scaled samples).
+LEVEL_WARN_PEAK = 4.0
+
+
+def warn_if_level_unusual(wav: torch.Tensor, name: str = "input") -> None:
+    """The method is level-dependent (log1p of the raw magnitude): an input far outside
+    [-1, 1], such as int16-scaled floats, is enhanced as a very different signal."""
+    peak = float(wav.abs().max()) if wav.numel() else 0.0
+    if peak > LEVEL_WARN_PEAK:
+        warnings.warn(f"{name}: peak {peak:.1f} is far outside [-1, 1]; the enhancer expects float audio "
+                      "in [-1, 1] (divide int16 samples by 32768)", stacklevel=3)
+
+
+def check_batch(noisy: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Validates an ``enhance_batch`` call; returns absolute lengths (samples)."""
+    if not torch.is_tensor(noisy) or noisy.dim() != 2:
+        raise ValueError(f"noisy must be a (batch, samples) tensor, got {getattr(noisy, 'shape', type(noisy))}")
+    if not noisy.is_floating_point():
+        raise ValueError(f"noisy must hold float samples in [-1, 1], got {noisy.dtype} "
+                         "(for int16 audio: noisy.float() / 32768)")
+    batch, n = noisy.shape
+    if n == 0 or batch == 0:
+        raise ValueError(f"cannot enhance an empty batch {tuple(noisy.shape)}")
+    if not torch.isfinite(noisy).all():
+        raise ValueError("noisy contains NaN or Inf samples")
+    warn_if_level_unusual(noisy, "noisy batch")
+    if lengths is None:
+        return torch.full((batch,), n, dtype=torch.long)
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (batch,) or not lengths.is_floating_point():
+        raise ValueError(f"lengths must be a float tensor of shape ({batch},) with relative lengths in (0, 1], "
+                         f"got {lengths.dtype} of shape {tuple(lengths.shape)}")
+    if not torch.isfinite(lengths).all() or bool((lengths <= 0).any()) or bool((lengths > 1).any()):
+        raise ValueError(f"lengths must be relative lengths in (0, 1] (SpeechBrain's convention), got {lengths.tolist()}")
+    return torch.round(lengths.float().cpu() * n).long().clamp(1, n)
 
 
 def model_label(path: str) -> str:
@@ -167,10 +273,47 @@ def model_label(path: str) -> str:
     return parts[-2] if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
 
 
+#: owner/name, as the Hugging Face Hub spells model ids
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_device(device: str) -> None:
+    """One clear error for a device this machine does not have, before any loading."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
+    if device.startswith("cuda:") and int(device.split(":", 1)[1] or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) here")
+
+
+def check_source(path: str) -> None:
+    """A model source is an existing folder or a plausible hub id (owner/name); anything
+    else (a mistyped path) fails at once instead of being sent to the hub."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ConfigError(f"{path}: is a file; --source takes a model folder (or a hub id)")
+        return
+    if path.startswith((".", "/", "~")) or path.count("/") != 1 or not HUB_ID.match(path):
+        raise ConfigError(f"{path}: no such model folder (from {os.getcwd()}), and not a hub id like owner/name")
+
+
 def load_model(path: str, ssl_source: str | None = None, device: str = "cpu", precision: str = "fp32") -> EnhanceSSL:
-    """An ``EnhanceSSL`` from an exported model folder (``from_hparams``) or from a trained
-    recipe folder (its ``hyperparams.yaml`` and best checkpoint in ``save/``)."""
+    """An ``EnhanceSSL`` from an exported model folder (``from_hparams``), a hub id, or a
+    trained recipe folder (its ``hyperparams.yaml`` and best checkpoint in ``save/``).
+    Every failure (mistyped source, missing GPU, broken YAML, empty or garbage
+    checkpoint) is one ``ConfigError`` naming the cause."""
     path = os.fspath(path)
+    check_device(device)
+    check_source(path)
+    try:
+        return _load_model(path, ssl_source, device, precision)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - one line, whatever broke inside
+        reason = str(err).strip().split("\n")[0] or type(err).__name__
+        raise ConfigError(f"{path}: cannot load the model ({type(err).__name__}: {reason})") from None
+
+
+def _load_model(path: str, ssl_source: str | None, device: str, precision: str) -> EnhanceSSL:
     run_opts = {"device": device, "precision": precision}
     if os.path.isdir(os.path.join(path, "save")) and os.path.isfile(os.path.join(path, "hyperparams.yaml")):
         from speechbrain.utils.checkpoints import Checkpointer
@@ -184,8 +327,8 @@ def load_model(path: str, ssl_source: str | None = None, device: str = "cpu", pr
             min_key="loss" if key == "loss" else None, max_key=key if key != "loss" else None
         )
         if found is None:
-            raise FileNotFoundError(f"{path}: no checkpoint in save/")
+            raise ConfigError(f"{path}: no checkpoint in save/")
         return EnhanceSSL(modules={"enhancer": enhancer}, hparams={"enhancer": enhancer}, run_opts=run_opts)
-    if not os.path.isfile(os.path.join(path, "hyperparams.yaml")) and os.path.exists(path):
-        raise FileNotFoundError(f"{path}: neither an exported model folder nor a recipe folder (no hyperparams.yaml)")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "hyperparams.yaml")):
+        raise ConfigError(f"{path}: neither an exported model folder nor a recipe folder (no hyperparams.yaml)")
     return EnhanceSSL.from_hparams(path, run_opts=run_opts)

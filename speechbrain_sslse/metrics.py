@@ -18,10 +18,22 @@ SAMPLE_RATE = 16000
 METRICS = ("pesq", "csig", "cbak", "covl", "stoi", "ssnr")
 #: Lengths may differ by this many samples (the longer one is cut).
 LENGTH_TOLERANCE = 320
+#: The worst value of each metric. An estimate that cannot be scored (silent, NaN, missing,
+#: too short, pystoi's 1e-5 "too short" sentinel) gets these: a broken output is a bad
+#: result, never a skipped one (PESQ-WB's MOS-LQO and the composites' clip start at 1,
+#: segmental SNR's frame clip at -10 dB).
+FLOORS = {"pesq": 1.0, "csig": 1.0, "cbak": 1.0, "covl": 1.0, "stoi": 0.0, "ssnr": -10.0}
+#: pystoi returns exactly this when too few frames remain after its silence removal.
+STOI_SENTINEL = 1e-5
 
 
 class MetricError(ValueError):
     """A pair cannot be scored; the message says why."""
+
+
+class ReferenceError(MetricError):
+    """The clean reference itself cannot be used (silent, NaN, wrong rate): no system can
+    be scored on that utterance."""
 
 
 def check_pair(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +51,12 @@ def check_pair(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndar
         )
     n = min(len(clean), len(enhanced))
     clean, enhanced = clean[:n], enhanced[:n]
-    if not (np.isfinite(clean).all() and np.isfinite(enhanced).all()):
-        raise MetricError("input contains NaN or Inf samples")
+    if not np.isfinite(clean).all():
+        raise ReferenceError("the clean reference contains NaN or Inf samples")
     if n == 0 or not np.any(clean):
-        raise MetricError("the clean reference is silent (all zeros)")
+        raise ReferenceError("the clean reference is silent (all zeros)")
+    if not np.isfinite(enhanced).all():
+        raise MetricError("the estimate contains NaN or Inf samples")
     return clean, enhanced
 
 
@@ -63,7 +77,10 @@ def stoi(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> float:
     from pystoi import stoi as _stoi
 
     clean, enhanced = check_pair(clean, enhanced, sample_rate)
-    return float(_stoi(clean, enhanced, SAMPLE_RATE, extended=False))
+    value = float(_stoi(clean, enhanced, SAMPLE_RATE, extended=False))
+    if value == STOI_SENTINEL or not math.isfinite(value):  # a flag, not a score
+        raise MetricError("too short for STOI (fewer than 30 frames after silence removal)")
+    return value
 
 
 # -- Loizou's frame-based measures ------------------------------------------------
@@ -224,4 +241,39 @@ def all_metrics(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> dict[str, fl
     scores = composite(clean, enhanced, sample_rate)
     scores["stoi"] = stoi(clean, enhanced, sample_rate)
     return {k: scores[k] for k in METRICS}
+
+
+def floored_metrics(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[dict[str, float], dict[str, str]]:
+    """Every metric, with ``FLOORS`` for those the estimate cannot get (silent, NaN, wrong
+    length, too short, a metric's own failure): (scores, {metric: reason}). A problem of
+    the reference raises ``ReferenceError``."""
+    clean, enhanced = np.asarray(clean, dtype=np.float64), np.asarray(enhanced, dtype=np.float64)
+    try:
+        clean, enhanced = check_pair(clean, enhanced, sample_rate)
+    except ReferenceError:
+        raise
+    except MetricError as err:
+        return dict(FLOORS), {m: str(err) for m in METRICS}
+    if not np.any(enhanced):
+        return dict(FLOORS), {m: "the estimate is silent (all zeros)" for m in METRICS}
+    scores, reasons = {}, {}
+    try:
+        scores["pesq"] = pesq_wb(clean, enhanced, sample_rate)
+        scores.update({k: v for k, v in composite(clean, enhanced, sample_rate, scores["pesq"]).items()
+                       if k in ("csig", "cbak", "covl")})
+    except MetricError as err:  # the composites need PESQ
+        reasons.update({k: str(err) for k in ("pesq", "csig", "cbak", "covl")})
+    try:
+        scores["ssnr"] = ssnr(clean, enhanced, sample_rate)
+    except MetricError as err:
+        reasons["ssnr"] = str(err)
+    try:
+        scores["stoi"] = stoi(clean, enhanced, sample_rate)
+    except MetricError as err:
+        reasons["stoi"] = str(err)
+    for m in METRICS:
+        if m not in scores or not math.isfinite(scores[m]):
+            reasons.setdefault(m, "not a finite value")
+            scores[m] = FLOORS[m]
+    return {m: float(scores[m]) for m in METRICS}, reasons
 

@@ -59,8 +59,15 @@ def test_analyze_writes_csv_json_and_pngs(tmp_path):
     weights = tmp_path / "weights.json"
     weights.write_text(json.dumps({"weights": [0.1, 0.2, 0.3, 0.4]}))
     out = tmp_path / "out"
+    other = tmp_path / "tiny_wavlm_before.json"
+    other.write_text(json.dumps(tiny_config()))
+    with pytest.raises(ValueError, match="same label"):  # its figures would overwrite the first ones
+        analyze(str(cfg), _manifest(tmp_path), str(out), n_pairs=4, compare=str(cfg), batch_size=3)
+    with pytest.raises(ValueError, match="leaves no layer"):
+        analyze(str(cfg), _manifest(tmp_path), str(out), n_pairs=4, drop_last=4, batch_size=3)
     s = analyze(str(cfg), _manifest(tmp_path), str(out), n_pairs=4, weights_from=str(weights),
-                compare=str(cfg), batch_size=3)
+                compare=str(other), batch_size=3)
+    assert set(s["sources"]) == {"tiny_wavlm", "tiny_wavlm_before"}
     entry = s["sources"]["tiny_wavlm"]
     assert len(entry["mean"]) == 4 and entry["pearson_weights_vs_cn"] == pytest.approx(
         scipy.stats.pearsonr([0.1, 0.2, 0.3, 0.4], entry["mean"])[0])

@@ -132,13 +132,15 @@ def test_evaluate_score(tmp_path, case):
 
     rows = {r["id"]: r for r in csv.DictReader(open(tmp_path / "scores" / "scores_sys.csv"))}
     assert rows["good"]["error"] == "" and s["systems"]["sys"]["pesq"]["n"] >= 1  # never lost
-    if case == "missing_file":
-        assert case not in rows  # reported as unmatched, not scored
+    if case in ("missing_file", "directory"):
+        assert case not in rows  # no estimate file: reported as unmatched, not scored
     elif case in SCORABLE:
         assert rows[case]["error"] == "" and 1 <= float(rows[case]["pesq"]) <= 4.65
     else:
         assert rows[case]["error"], f"{case} should not be scored"
         assert "Traceback" not in rows[case]["error"]
+        floors = score_folders.__globals__["metrics"].FLOORS  # a broken estimate counts at the floor
+        assert all(float(rows[case][m]) == v for m, v in floors.items()) and rows[case]["floored"]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -181,6 +183,6 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(sf, "write", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(AudioError, match="disk full"):  # one error naming the file, no traceback chain
         write_audio(str(target), torch.zeros(100))
     assert target.read_bytes() == before and os.listdir(tmp_path) == ["out.wav"]

@@ -26,18 +26,19 @@ def test_scoring_noisy_as_enhanced_reproduces_the_noisy_row(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "scores_passthrough.csv")))
     assert [r["id"] for r in rows] == ["0015", "0016", "0072", "0398", "0523"]
     table = open(tmp_path / "summary.md").read()
-    assert table.splitlines()[0] == "| system | PESQ | CSIG | CBAK | COVL | STOI | SSNR |"
+    assert table.splitlines()[0] == "| system | n | floored | PESQ | CSIG | CBAK | COVL | STOI | SSNR |"
 
 
-def test_a_broken_file_is_reported_not_fatal(tmp_path):
+def test_a_broken_file_is_reported_not_fatal_and_counts_at_the_floor(tmp_path):
     est = tmp_path / "est"
     shutil.copytree(NOISY, est)
     (est / "0016.wav").write_text("not audio")
     shutil.copy(os.path.join(NOISY, "0072.wav"), est / "extra.wav")
     summary = evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out"), "sys", workers=2)
-    assert summary["systems"]["sys"]["n_failed"] == 1 and summary["systems"]["sys"]["pesq"]["n"] == 4
+    assert summary["systems"]["sys"]["n_floored"] == 1 and summary["systems"]["sys"]["pesq"]["n"] == 5
     rows = {r["id"]: r for r in csv.DictReader(open(tmp_path / "out" / "scores_sys.csv"))}
     assert "not a readable audio file" in rows["0016"]["error"]
+    assert float(rows["0016"]["pesq"]) == evaluation.metrics.FLOORS["pesq"]
 
 
 def test_parallel_and_serial_scoring_agree():

@@ -150,11 +150,11 @@ def test_cli_on_a_folder_with_one_broken_file(trained, tmp_path, capsys):
     out = tmp_path / "out"
     code = enhance_main([str(src), "-o", str(out), "--source", str(trained[1]), "--batch-size", "2"])
     err = capsys.readouterr().err
-    assert code == 1 and "broken.wav" in err and "1 file(s) failed" in err
+    assert code == 1 and "broken.wav" in err and "1 input(s) failed or skipped" in err
     assert sorted(os.listdir(out)) == sorted(os.listdir(NOISY))
-    # never overwrites inputs: output folder == input folder is refused per file
+    # never overwrites inputs: output folder == input folder is refused before anything is written
     code = enhance_main([str(src / "0015.wav"), "-o", str(src), "--source", str(trained[1])])
-    assert code == 1 and "overwrite" in capsys.readouterr().err
+    assert code == 2 and "overwrite" in capsys.readouterr().err
     assert sf.info(src / "0015.wav").subtype == "PCM_16"  # untouched
 
 

@@ -9,7 +9,7 @@ the same as the ``sslse-analyze`` command.
 """
 import sys
 
-from speechbrain_sslse.analysis import main
+from speechbrain_sslse.cli import analyze_main as main
 
 if __name__ == "__main__":
     sys.exit(main())

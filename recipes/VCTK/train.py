@@ -20,7 +20,7 @@ from speechbrain.utils.logger import get_logger
 from speechbrain.utils.parameter_transfer import Pretrainer
 
 from speechbrain_sslse import metrics
-from speechbrain_sslse.analysis import plot_weight_history
+from speechbrain_sslse.plots import plot_weight_history
 from speechbrain_sslse.audio import write_audio
 from speechbrain_sslse.checkpoints import CheckpointError, check_checkpoints
 from speechbrain_sslse.errors import ConfigError

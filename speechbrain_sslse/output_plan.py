@@ -1,0 +1,108 @@
+"""Which input file goes to which output file, decided before anything is written.
+
+The one place where the data-safety rules live, so the CLI, evaluation and the Python API
+all obey them: an output never replaces an input of the run (resolved paths, hard and
+symbolic links included, whatever the extensions), no two inputs share one output, an
+output folder inside an input folder is not read back as input, and entries that are not
+regular files (named pipes, sockets, devices) are skipped with a reason instead of
+blocking a reader forever.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from typing import Iterable, Sequence
+
+from .audio import AUDIO_EXTENSIONS, NOT_REGULAR, AudioError, list_audio, same_or_inside
+
+
+class PlanError(AudioError):
+    """The run as asked would overwrite an input or lose an output; nothing was written."""
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.abspath(path))
+
+
+def _glob_root(pattern: str) -> str:
+    """The folder part of a glob before its first wildcard (outputs mirror below it)."""
+    parts = pattern.split(os.sep)
+    fixed = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) or "."
+
+
+def expand_inputs(
+    inputs: Iterable[str], exclude: Sequence[str] = ()
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(path, path relative to the folder or glob it came from) for files, folders
+    (recursive, audio extensions only, ``exclude`` folders left out) and globs; plus
+    (input, reason) for inputs that gave nothing or were skipped."""
+    found: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            files = list_audio(item, exclude=exclude, skipped=problems)
+            if not files:
+                problems.append((item, f"is a directory with no audio files ({', '.join(AUDIO_EXTENSIONS)})"))
+            found += [(p, os.path.relpath(p, item)) for p in files]
+        elif os.path.exists(item):
+            if os.path.isfile(item):
+                found.append((item, os.path.basename(item)))
+            else:
+                problems.append((item, NOT_REGULAR))
+        else:
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                problems.append((item, "no such file, folder or glob match"))
+            root = _glob_root(item)
+            for m in matches:
+                if os.path.isfile(m):
+                    if not any(same_or_inside(m, e) for e in exclude):
+                        found.append((m, os.path.relpath(m, root)))
+                elif not os.path.isdir(m):
+                    problems.append((m, NOT_REGULAR))
+    return found, problems
+
+
+def check_jobs(jobs: Sequence[tuple[str, str]]) -> None:
+    """Refuses (``PlanError``, one line naming the files) a set of (input, output) jobs in
+    which an output would replace any input of the run or two inputs share an output."""
+    inputs = {}
+    for src, _ in jobs:
+        inputs.setdefault(_real(src), src)
+    seen: dict[str, str] = {}
+    for src, dst in jobs:
+        real = _real(dst)
+        if real in inputs:
+            raise PlanError(f"output {dst} would overwrite the input {inputs[real]}; choose another output folder")
+        if os.path.exists(dst):
+            for other in inputs.values():
+                if os.path.exists(other) and os.path.samefile(dst, other):
+                    raise PlanError(f"output {dst} is the same file as the input {other} (a link); "
+                                    "choose another output folder")
+        if real in seen and _real(seen[real]) != _real(src):
+            raise PlanError(f"inputs {seen[real]} and {src} would both be written to {dst}; "
+                            "rename one or enhance them into different output folders")
+        seen[real] = src
+
+
+def plan_outputs(
+    inputs: Iterable[str], out_dir: str, suffix: str = ".wav"
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(input, output) jobs mirroring each input's path relative to the folder or glob it
+    came from below ``out_dir`` (extension replaced by ``suffix``), and (input, reason)
+    for what was skipped. The output folder is never read as input; ``PlanError`` when
+    the jobs break a rule of ``check_jobs``."""
+    found, problems = expand_inputs(list(inputs), exclude=[out_dir])
+    jobs, seen = [], set()
+    for path, rel in found:
+        if _real(path) in seen:  # the same file named twice (a folder and a glob): once
+            continue
+        seen.add(_real(path))
+        jobs.append((path, os.path.join(out_dir, os.path.splitext(rel)[0] + suffix)))
+    check_jobs(jobs)
+    return jobs, problems

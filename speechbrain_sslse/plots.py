@@ -1,0 +1,94 @@
+"""Figures people would rather see than read: CN distance vs layer weights (paper Figs.
+2-3) and the learned layer weights over training. matplotlib only; no model code, so the
+recipe can plot without importing the inference stack."""
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] (the paper's plots); a flat curve maps to zeros."""
+    values = np.asarray(values, dtype=float)
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+def pearson(a: Sequence[float], b: Sequence[float]) -> float:
+    """Pearson correlation coefficient."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fig2(path: str, layer_ids, dist: np.ndarray, weights: np.ndarray | None, title: str) -> None:
+    """Bundle of per-pair CN curves (min-max normalised), their mean, weights on a 2nd axis."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for row in dist:
+        ax.plot(layer_ids, minmax(row), color="0.75", lw=0.8)
+    ax.plot(layer_ids, minmax(dist.mean(0)), color="C0", lw=2.5, label="CN distance (mean)")
+    ax.set_xticks(list(layer_ids))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("normalised CN distance")
+    ax.set_ylim(-0.05, 1.05)
+    if weights is not None:
+        ax2 = ax.twinx()
+        ax2.plot(layer_ids, weights, color="C3", marker="o", lw=2, label="learned weight")
+        ax2.set_ylabel("learned layer weight", color="C3")
+        r = pearson(weights, dist.mean(0))
+        title += f"  (Pearson r = {r:.2f})"
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_weight_history(jsonl_path: str, png_path: str) -> None:
+    """Learned layer weights per epoch (the recipe's layer_weights.jsonl) as a heat map."""
+    plt = _pyplot()
+    rows = [json.loads(line) for line in open(jsonl_path) if line.strip()]
+    weights = np.array([r["weights"] for r in rows])
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    image = ax.imshow(weights.T, aspect="auto", origin="lower", cmap="viridis",
+                      extent=(rows[0]["epoch"] - 0.5, rows[-1]["epoch"] + 0.5, -0.5, weights.shape[1] - 0.5))
+    fig.colorbar(image, ax=ax, label="softmax weight")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("layer (weighted-sum index)")
+    ax.set_title("Learned layer weights during training")
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+def plot_fig3(path: str, layer_ids, curves: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+    """Before vs after fine-tuning: mean CN curves (solid) and weights (dashed)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax2 = ax.twinx()
+    for i, (label, (dist, weights)) in enumerate(curves.items()):
+        ax.plot(layer_ids, minmax(dist.mean(0)), color=f"C{i}", lw=2, label=f"CN distance: {label}")
+        if weights is not None:
+            ax2.plot(layer_ids, weights, color=f"C{i}", ls="--", marker="o", label=f"weights: {label}")
+    ax.set_xticks(list(layer_ids))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("normalised CN distance")
+    ax2.set_ylabel("learned layer weight")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.legend(loc="upper right", fontsize=8)
+    ax.set_title("CN distance and layer weights before vs after fine-tuning")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
