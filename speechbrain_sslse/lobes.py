@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .ssl_loader import load_ssl_model
+from .ssl_loader import default_feature_grad_mult, load_ssl_model
 
 MODES = ("frozen", "partial", "entire", "scratch")
 OUTPUTS = ("last", "weighted_sum")
@@ -61,6 +61,12 @@ class SSLEncoder(nn.Module):
     output: last | weighted_sum.
     layers: "auto" (the authors' counts: all HF hidden states for WavLM, states[1:] for
         HuBERT / wav2vec 2.0), "all", "transformer", or a list of hidden-state indices.
+    feature_grad_mult: factor on the gradient that reaches the CNN feature extractor when
+        it trains (entire / scratch), as fairseq's ``GradMultiply`` in the authors' forward;
+        "auto" = the checkpoint's pretraining value (0.1 for Base / GroupNorm CNNs, 1.0 for
+        Large / LayerNorm ones, ``ssl_loader.CHECKPOINT_FEATURE_GRAD_MULT``); 0 = the CNN
+        gets no gradient (run without autograd, as fairseq does). Applied by a hook on the
+        CNN output, so the LayerNorm and projection after it get the unscaled gradient.
 
     Batches of unequal length (``wav_lens`` < 1) use a real attention mask, and the CNN
     feature extractor runs per utterance when it uses GroupNorm (Base models), because
@@ -75,6 +81,7 @@ class SSLEncoder(nn.Module):
         output: str = "weighted_sum",
         layers: str | Sequence[int] = "auto",
         cache_dir: str | None = None,
+        feature_grad_mult: float | str = "auto",
     ):
         super().__init__()
         if mode not in MODES:
@@ -105,6 +112,14 @@ class SSLEncoder(nn.Module):
         self.output_size = cfg.hidden_size
         self.receptive_field = _receptive_field(cfg)
         self._groupnorm_cnn = cfg.feat_extract_norm == "group"
+        if feature_grad_mult == "auto":
+            feature_grad_mult = default_feature_grad_mult(cfg)
+        try:
+            self.feature_grad_mult = float(feature_grad_mult)
+        except (TypeError, ValueError):
+            raise ConfigError(f"feature_grad_mult must be a number >= 0 or 'auto', got {feature_grad_mult!r}") from None
+        if not self.feature_grad_mult >= 0:
+            raise ConfigError(f"feature_grad_mult must be a number >= 0 or 'auto', got {feature_grad_mult!r}")
         self.layer_sum = (
             WeightedLayerSum(len(self.layer_ids), cfg.hidden_size)
             if output == "weighted_sum"
@@ -183,9 +198,14 @@ class SSLEncoder(nn.Module):
         layer_ids = self.layer_ids if layer_ids is None else list(layer_ids)
 
         frozen = self.mode == "frozen"
+        cnn_frozen = self.mode == "partial" or self.feature_grad_mult == 0
         with torch.no_grad() if frozen else nullcontext():
-            with torch.no_grad() if self.mode == "partial" else nullcontext():
-                feats = self._cnn(wav, lengths, padded).transpose(1, 2)
+            with torch.no_grad() if cnn_frozen else nullcontext():
+                feats = self._cnn(wav, lengths, padded)
+            if feats.requires_grad and self.feature_grad_mult != 1.0:
+                mult = self.feature_grad_mult
+                feats.register_hook(lambda grad: grad * mult)
+            feats = feats.transpose(1, 2)
             frame_lens = self.frame_lengths(lengths)
             mask = None
             if padded:

@@ -31,6 +31,27 @@ SSL_TYPES: dict[str, tuple[type, type]] = {
     "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
 }
 
+#: ``feature_grad_mult`` in the pretraining config stored with each checkpoint the paper's
+#: authors load (fairseq / unilm): their forward multiplies the gradient that reaches the CNN
+#: feature extractor by it (fairseq's ``GradMultiply``); transformers has no such factor.
+#: Read from the published configs (docs/fidelity.md gives the sources): every Base model
+#: (GroupNorm CNN) was pretrained with 0.1, every Large model (LayerNorm CNN) with 1.0.
+CHECKPOINT_FEATURE_GRAD_MULT: dict[str, float] = {
+    "microsoft/wavlm-base-plus": 0.1,  # WavLM-Base+.pt
+    "microsoft/wavlm-large": 1.0,  # WavLM-Large.pt
+    "facebook/hubert-base-ls960": 0.1,  # hubert_base_ls960.pt
+    "facebook/wav2vec2-base": 0.1,  # wav2vec_small.pt
+    "facebook/hubert-large-ll60k": 1.0,  # hubert_large_ll60k.pt
+}
+
+
+def default_feature_grad_mult(config: PretrainedConfig) -> float:
+    """The CNN gradient factor the authors' code would use for an encoder of this shape:
+    0.1 for a GroupNorm CNN (Base checkpoints), 1.0 for a LayerNorm CNN (Large ones);
+    the rule reproduces ``CHECKPOINT_FEATURE_GRAD_MULT`` for every checkpoint listed there."""
+    return 0.1 if getattr(config, "feat_extract_norm", "group") == "group" else 1.0
+
+
 class SSLSourceError(ConfigError):
     """Raised when an SSL source cannot be resolved; the message says why and what to do."""
 
