@@ -1,26 +1,48 @@
-"""Training-example transforms of the method: random fixed-length crops and random gain."""
+"""Example transforms and splits of the method, as the authors' data loader draws them.
+
+* training: one random 1.28 s crop (short utterances tiled first) and one random gain;
+* validation (``valid_mode: crop``): one random 1.28 s crop per utterance and epoch, no gain,
+  reproducible from (seed, epoch, utterance id);
+* the validation split: scikit-learn's ``train_test_split(..., test_size=0.05,
+  random_state=13162)`` over the sorted noisy training files, without scikit-learn.
+"""
 from __future__ import annotations
 
+import hashlib
+import math
+from typing import Sequence, TypeVar
+
+import numpy as np
 import torch
 
 CROP_SAMPLES = 20480  # 1.28 s at 16 kHz
 GAIN_RANGE = (1.0, 2.5)
+AUTHORS_VALID_FRACTION = 0.05
+AUTHORS_RANDOM_STATE = 13162
+
+T = TypeVar("T")
 
 
 def random_crop_pair(
     noisy: torch.Tensor, clean: torch.Tensor, crop: int = CROP_SAMPLES, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same random ``crop``-sample window of both signals; shorter pairs are tiled
-    (repeated end to end) to fill the crop, as in the authors' code."""
+    """The same random ``crop``-sample window of both signals, drawn as the authors do.
+
+    A signal of at most ``crop`` samples is first tiled to ``crop // n + 1`` copies (so it
+    is always longer than the crop); the window then starts at an offset drawn uniformly
+    from ``[0, L - crop)``, L the (tiled) length. The upper bound is exclusive, as with
+    their ``torch.randint(0, L - crop)``: the very last offset is never drawn.
+    """
     if noisy.shape[-1] != clean.shape[-1]:
         raise ValueError(f"noisy ({noisy.shape[-1]}) and clean ({clean.shape[-1]}) lengths differ")
     n = noisy.shape[-1]
     if n == 0:
         raise ValueError("cannot crop an empty signal")
-    if n < crop:
-        reps = -(-crop // n)
-        return noisy.repeat(reps)[:crop], clean.repeat(reps)[:crop]
-    start = int(torch.randint(0, n - crop + 1, (1,), generator=generator))
+    if n <= crop:
+        reps = crop // n + 1
+        noisy, clean = noisy.repeat(reps), clean.repeat(reps)
+        n *= reps
+    start = int(torch.randint(0, n - crop, (1,), generator=generator))
     return noisy[start : start + crop], clean[start : start + crop]
 
 
@@ -31,3 +53,37 @@ def random_gain(
     """Both signals times one gain drawn uniformly from [low, high)."""
     gain = low + (high - low) * float(torch.rand((), generator=generator))
     return noisy * gain, clean * gain
+
+
+def epoch_generator(seed: int, epoch: int, key: str) -> torch.Generator:
+    """A torch generator seeded from (seed, epoch, key) alone: the same draw in any process,
+    worker count or resumed run, a different one each epoch."""
+    digest = hashlib.sha256(f"{seed}/{epoch}/{key}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def validation_crop_pair(
+    noisy: torch.Tensor, clean: torch.Tensor, seed: int, epoch: int, key: str, crop: int = CROP_SAMPLES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation example as the authors compute the validation loss: one random ``crop``
+    window (tiled if shorter, as in training) and no gain. The authors draw a fresh crop
+    per utterance each epoch from the global RNG; here the draw is a function of
+    (seed, epoch, utterance id), so it is fresh each epoch and reproducible."""
+    return random_crop_pair(noisy, clean, crop, generator=epoch_generator(seed, epoch, key))
+
+
+def authors_split(
+    items: Sequence[T], test_size: float = AUTHORS_VALID_FRACTION, random_state: int = AUTHORS_RANDOM_STATE
+) -> tuple[list[T], list[T]]:
+    """(train, valid) exactly as ``sklearn.model_selection.train_test_split(items,
+    test_size=test_size, random_state=random_state)`` returns them (shuffle on, no stratify):
+    ``ShuffleSplit`` takes ``ceil(test_size * n)`` test items, permutes the indices with
+    numpy's legacy ``RandomState(random_state).permutation(n)`` (a stream numpy keeps
+    stable), and returns the items at the permutation's tail (train) and head (valid),
+    in permutation order. Checked against scikit-learn in tests/test_fidelity.py."""
+    n = len(items)
+    n_valid = math.ceil(test_size * n)
+    if not 0 < n_valid < n:
+        raise ValueError(f"a {test_size} validation fraction of {n} items leaves an empty split")
+    order = np.random.RandomState(random_state).permutation(n)
+    return [items[i] for i in order[n_valid:]], [items[i] for i in order[:n_valid]]

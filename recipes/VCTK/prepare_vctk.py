@@ -4,10 +4,17 @@ Reads the official layout (``clean_trainset_28spk_wav/``, ``noisy_trainset_28spk
 ``clean_testset_wav/``, ``noisy_testset_wav/``) at 48 kHz, or the same folders already at
 16 kHz. 48 kHz files are resampled once into ``<save_folder>/wav16k/``.
 
-Validation split: ``random`` = the authors' deterministic random 5 % of training
-utterances (seed 999); ``speakers`` = speakers p226 + p287 (SpeechBrain / s3prl recipes);
+Validation split:
+``authors`` = the authors' 5 %: scikit-learn's ``train_test_split(files, test_size=0.05,
+random_state=13162)`` over the noisy training files sorted by name (their ``get_filepaths``
+returns ``sorted`` paths of one folder), reproduced without scikit-learn
+(``speechbrain_sslse.data.authors_split``); both manifests keep its order;
+``random`` = a different 5 %, drawn with ``random.Random(seed)`` from the sorted ids;
+``speakers`` = speakers p226 + p287 (SpeechBrain / s3prl recipes);
 ``folder`` = the pre-rendered ``clean_validset_wav`` / ``noisy_validset_wav`` pair written
 by ``simulate_vbd.py --valid_fraction`` (speaker- and noise-disjoint from training).
+The split used is recorded in ``<save_folder>/prep.json``; a later call that finds the
+manifests keeps them, and warns if it was asked for another split.
 
 Usage: python recipes/VCTK/prepare_vctk.py DATA_FOLDER SAVE_FOLDER [--valid_split speakers]
 """
@@ -24,6 +31,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from speechbrain_sslse.audio import SAMPLE_RATE, AudioError, read_audio, resample, write_audio
+from speechbrain_sslse.data import AUTHORS_RANDOM_STATE, authors_split
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +41,7 @@ SUBSETS = {
     "valid": ("clean_validset_wav", "noisy_validset_wav"),  # simulate_vbd.py --valid_fraction
 }
 VALID_SPEAKERS = ("p226", "p287")
+VALID_SPLITS = ("authors", "random", "speakers", "folder")
 
 
 class PrepError(ValueError):
@@ -92,7 +101,17 @@ def _pairs(data_folder: str, save_folder: str, subset: str) -> dict[str, dict]:
 
 
 def split_valid(train: dict[str, dict], valid_split: str, valid_ratio: float, seed: int) -> tuple[dict, dict]:
-    """(train, valid): a seeded random utterance split or the p226 + p287 speaker split."""
+    """(train, valid): the authors' split, a seeded random utterance split or the p226 + p287
+    speaker split."""
+    if valid_split == "authors":
+        # the authors' list: noisy file paths of one folder, sorted (full paths share the
+        # folder, so the order is that of the file names)
+        order = sorted(train, key=lambda u: os.path.basename(train[u]["noisy_wav"]))
+        try:
+            train_ids, valid_ids = authors_split(order, valid_ratio, AUTHORS_RANDOM_STATE)
+        except ValueError as err:
+            raise PrepError(f"authors' split: {err}") from None
+        return {u: train[u] for u in train_ids}, {u: train[u] for u in valid_ids}
     if valid_split == "random":
         ids = sorted(train)
         n_valid = max(1, round(valid_ratio * len(ids)))
@@ -102,7 +121,7 @@ def split_valid(train: dict[str, dict], valid_split: str, valid_ratio: float, se
         if not valid_ids:
             raise PrepError(f"no utterances of validation speakers {VALID_SPEAKERS} in the train set")
     else:
-        raise PrepError(f"valid_split must be 'random' or 'speakers', got {valid_split!r}")
+        raise PrepError(f"valid_split must be one of {VALID_SPLITS}, got {valid_split!r}")
     rest = {u: e for u, e in train.items() if u not in valid_ids}
     if not rest:
         raise PrepError("the validation split left no training utterances")
@@ -112,15 +131,28 @@ def split_valid(train: dict[str, dict], valid_split: str, valid_ratio: float, se
 def prepare_vctk(
     data_folder: str,
     save_folder: str,
-    valid_split: str = "random",
+    valid_split: str = "authors",
     valid_ratio: float = 0.05,
     seed: int = 999,
     skip_prep: bool = False,
 ) -> dict[str, str]:
     """Writes train.json / valid.json / test.json into save_folder; returns their paths."""
     paths = {s: os.path.join(save_folder, f"{s}.json") for s in ("train", "valid", "test")}
+    record = os.path.join(save_folder, "prep.json")
+    split = {"valid_split": valid_split, "valid_ratio": valid_ratio,
+             "random_state": AUTHORS_RANDOM_STATE if valid_split == "authors" else seed}
+    if valid_split in ("speakers", "folder"):
+        split = {"valid_split": valid_split}
     if skip_prep or all(os.path.exists(p) for p in paths.values()):
+        if not skip_prep and os.path.exists(record):
+            with open(record, encoding="utf-8") as f:
+                used = json.load(f)
+            if used != split:
+                logger.warning("%s: keeping the manifests already there, made with %s (asked: %s); "
+                               "delete them to re-split", save_folder, used, split)
         return paths
+    if valid_split not in VALID_SPLITS:
+        raise PrepError(f"valid_split must be one of {VALID_SPLITS}, got {valid_split!r}")
     if not os.path.isdir(data_folder):
         raise PrepError(f"data folder {data_folder} does not exist")
     os.makedirs(save_folder, exist_ok=True)
@@ -135,6 +167,9 @@ def prepare_vctk(
             json.dump(entries, f, indent=2)
         os.replace(tmp, paths[name])
         logger.info("%s: %d utterances -> %s", name, len(entries), paths[name])
+    with open(record, "w", encoding="utf-8") as f:
+        json.dump(split, f)
+    logger.info("validation split: %s", split)
     return paths
 
 
@@ -142,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_folder")
     parser.add_argument("save_folder")
-    parser.add_argument("--valid_split", default="random", choices=["random", "speakers", "folder"])
+    parser.add_argument("--valid_split", default="authors", choices=list(VALID_SPLITS))
     parser.add_argument("--valid_ratio", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=999)
     args = parser.parse_args(argv)

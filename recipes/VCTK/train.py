@@ -24,7 +24,7 @@ from speechbrain_sslse.plots import plot_weight_history
 from speechbrain_sslse.audio import write_audio
 from speechbrain_sslse.checkpoints import CheckpointError, check_checkpoints
 from speechbrain_sslse.errors import ConfigError
-from speechbrain_sslse.data import random_crop_pair, random_gain
+from speechbrain_sslse.data import random_crop_pair, random_gain, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.mixing import DynamicMixDataset
 
@@ -152,11 +152,20 @@ def warm_start(enhancer: torch.nn.Module, source: str, output_folder: str) -> No
     logger.info("warm start: enhancer weights from %s", source)
 
 
+VALID_MODES = ("crop", "whole")
+
+
 def dataio_prep(hparams: dict) -> dict:
-    """Train items: one random 1.28 s crop (tiled if shorter) with a shared random gain;
-    valid / test items: whole utterances."""
+    """Train items: one random 1.28 s crop (tiled if shorter, random offset) with a shared
+    random gain; valid items: one 1.28 s crop per utterance and epoch without gain
+    (``valid_mode: crop``, the authors' validation loss) or whole utterances
+    (``valid_mode: whole``); test items: whole utterances."""
     crop = hparams["crop_samples"]
     low, high = hparams["gain_range"]
+    valid_mode = hparams.get("valid_mode", "whole")
+    if valid_mode not in VALID_MODES:
+        raise ConfigError(f"valid_mode must be one of {VALID_MODES}, got {valid_mode!r}")
+    seed, counter = hparams["seed"], hparams["epoch_counter"]
 
     @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
     @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
@@ -172,13 +181,33 @@ def dataio_prep(hparams: dict) -> dict:
         yield sb.dataio.dataio.read_audio(noisy_wav)
         yield sb.dataio.dataio.read_audio(clean_wav)
 
+    @sb.utils.data_pipeline.takes("id", "noisy_wav", "clean_wav")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
+    def valid_crop_pipeline(uid, noisy_wav, clean_wav):
+        # the epoch being validated (the counter has advanced to it); the crop depends on
+        # (seed, epoch, id) only, so reruns and resumed runs validate on the same crops
+        noisy, clean = sb.dataio.dataio.read_audio(noisy_wav), sb.dataio.dataio.read_audio(clean_wav)
+        noisy, clean = validation_crop_pair(noisy, clean, seed, counter.current, uid, crop)
+        yield noisy
+        yield clean
+
+    pipelines = {"train": train_pipeline, "valid": valid_crop_pipeline if valid_mode == "crop" else eval_pipeline,
+                 "test": eval_pipeline}
     datasets = {}
     for name in ("train", "valid", "test"):
         datasets[name] = sb.dataio.dataset.DynamicItemDataset.from_json(
             json_path=hparams[f"{name}_annotation"],
-            dynamic_items=[train_pipeline if name == "train" else eval_pipeline],
+            dynamic_items=[pipelines[name]],
             output_keys=["id", "noisy_sig", "clean_sig"],
         )
+    described = {"crop": f"one random {crop}-sample crop per utterance and epoch, no gain, seed {seed}",
+                 "whole": "whole utterances"}[valid_mode]
+    message = (f"validation: valid_mode={valid_mode} ({described}); valid_split={hparams['valid_split']}, "
+               f"{len(datasets['valid'])} utterances")
+    logger.info(message)
+    if if_main_process():  # also in train_log.txt, beside the losses it explains
+        with open(hparams["train_log"], "a", encoding="utf-8") as f:
+            f.write(message + "\n")
     if hparams.get("dynamic_mixing"):  # training mixtures drawn on the fly (mixing.py)
         datasets["train"] = DynamicMixDataset.from_simulation(
             os.path.join(hparams["data_folder"], "simulation.json"), items_per_epoch=hparams["dm_items_per_epoch"],
