@@ -29,7 +29,7 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "scikit-learn"]},
     entry_points={
         "console_scripts": [
             "sslse-enhance=speechbrain_sslse.cli:enhance_main",
