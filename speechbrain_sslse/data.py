@@ -30,8 +30,9 @@ def random_crop_pair(
 
     A signal of at most ``crop`` samples is first tiled to ``crop // n + 1`` copies (so it
     is always longer than the crop); the window then starts at an offset drawn uniformly
-    from ``[0, L - crop)``, L the (tiled) length. The upper bound is exclusive, as with
-    their ``torch.randint(0, L - crop)``: the very last offset is never drawn.
+    from ``[0, L - crop]``, L the (tiled) length. (The authors' ``torch.randint(0, L - crop)``
+    never draws the last offset; keeping it drawable keeps the draws of utterances longer
+    than the crop what they were before tiling was fixed: one offset in thousands.)
     """
     if noisy.shape[-1] != clean.shape[-1]:
         raise ValueError(f"noisy ({noisy.shape[-1]}) and clean ({clean.shape[-1]}) lengths differ")
@@ -42,7 +43,7 @@ def random_crop_pair(
         reps = crop // n + 1
         noisy, clean = noisy.repeat(reps), clean.repeat(reps)
         n *= reps
-    start = int(torch.randint(0, n - crop, (1,), generator=generator))
+    start = int(torch.randint(0, n - crop + 1, (1,), generator=generator))
     return noisy[start : start + crop], clean[start : start + crop]
 
 
