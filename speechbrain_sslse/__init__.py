@@ -2,7 +2,13 @@
 
 Hung et al., "Boosting Self-Supervised Embeddings for Speech Enhancement", Interspeech 2022.
 """
-from .enhancer import SSLEnhancer
+import logging as _logging
+
+# SpeechBrain warns, whenever it is imported, that torchvision (used only to save image
+# logs, which this package never does) is missing; that notice is not our users' concern.
+_logging.getLogger("speechbrain.utils.train_logger").addFilter(lambda record: "torchvision" not in record.getMessage())
+
+from .enhancer import SSLEnhancer  # noqa: E402
 from .features import LogSpectrum, align_ssl_frames
 from .head import BLSTMMasker
 from .lobes import SSLEncoder, WeightedLayerSum

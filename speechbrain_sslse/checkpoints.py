@@ -36,12 +36,43 @@ class AtomicCheckpointer(Checkpointer):
     def save_checkpoint(self, *args, **kwargs):
         ckpt = super().save_checkpoint(*args, **kwargs)
         if if_main_process():
+            for f in pathlib.Path(ckpt.path).iterdir():  # on disk before the meta file says so
+                _fsync(f)
             os.replace(ckpt.path / PENDING, ckpt.path / METAFNAME)
+            _fsync(pathlib.Path(ckpt.path))
         # Every rank must see the finished checkpoint before any of them lists checkpoints
         # (save_and_keep_only decides deletions on each rank from the files on disk; ranks
         # that disagree deadlock in SpeechBrain's main-process-only delete).
         ddp_barrier()
         return ckpt
+
+
+def _fsync(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _meta_problem(ckpt_dir: pathlib.Path) -> str | None:
+    """Why a checkpoint's CKPT.yaml cannot be used (empty, garbage, not a mapping)."""
+    try:
+        with open(ckpt_dir / METAFNAME, encoding="utf-8") as fh:
+            meta = yaml.safe_load(fh)
+        if not isinstance(meta, dict) or "unixtime" not in meta:
+            raise ValueError("no checkpoint metadata in it")
+    except Exception as err:  # noqa: BLE001 - any unreadable meta file is a corrupt checkpoint
+        return f"{METAFNAME} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
+    return None
+
+
+def _set_aside(ckpt_dir: pathlib.Path) -> pathlib.Path:
+    aside = pathlib.Path(str(ckpt_dir) + ".corrupt")
+    if (ckpt_dir / METAFNAME).exists():
+        os.replace(ckpt_dir / METAFNAME, ckpt_dir / (METAFNAME + ".corrupt"))
+    os.replace(ckpt_dir, aside)  # no longer a checkpoint folder: kept for inspection
+    return aside
 
 
 def _problem(ckpt_dir: pathlib.Path) -> str | None:
@@ -67,17 +98,27 @@ def check_checkpoints(checkpointer: Checkpointer) -> None:
     if not folder.is_dir():
         return
     for d in folder.glob(CKPT_PREFIX + "+*"):
-        if d.is_dir() and not (d / METAFNAME).exists():
+        if d.is_dir() and not d.name.endswith(".corrupt") and not (d / METAFNAME).exists():
             logger.warning("removing incomplete checkpoint %s (the job stopped while saving it)", d)
             shutil.rmtree(d, ignore_errors=True)
+    bad_meta = []
+    for d in sorted(folder.glob(CKPT_PREFIX + "+*")):  # SpeechBrain would crash listing these
+        if d.is_dir() and not d.name.endswith(".corrupt"):
+            problem = _meta_problem(d)
+            if problem is not None:
+                bad_meta.append((d, problem, _set_aside(d)))
     checkpoints = sorted(checkpointer.list_checkpoints(), key=ckpt_recency, reverse=True)
+    for d, problem, aside in bad_meta:
+        if checkpoints:
+            logger.warning("checkpoint %s is corrupt: %s; moved to %s", d, problem, aside)
+        else:
+            raise CheckpointError(f"checkpoint {d} is corrupt: {problem}. It was moved to {aside}; no earlier "
+                                  "checkpoint exists. Run the command again to start training from scratch.")
     for i, ckpt in enumerate(checkpoints):
         problem = _problem(pathlib.Path(ckpt.path))
         if problem is None:
             return
-        aside = pathlib.Path(str(ckpt.path) + ".corrupt")
-        os.replace(pathlib.Path(ckpt.path) / METAFNAME, pathlib.Path(ckpt.path) / (METAFNAME + ".corrupt"))
-        os.replace(ckpt.path, aside)  # no longer a checkpoint folder: kept for inspection
+        aside = _set_aside(pathlib.Path(ckpt.path))
         if i + 1 < len(checkpoints):
             logger.warning("checkpoint %s is corrupt: %s; moved to %s, falling back to %s",
                            ckpt.path, problem, aside, checkpoints[i + 1].path)

@@ -18,6 +18,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Defaults shown in --help, epilog examples kept as written."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line (``prog: error: ...``, exit 2); --help has the rest."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -33,10 +40,19 @@ def non_negative_int(text: str) -> int:
 
 
 def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=_Formatter)
+    ap = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=_Formatter)
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars or third-party notices")
     return ap
+
+
+def _parse(ap: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace | None, int]:
+    """(args, 0), or (None, exit code) after --help, --version or a usage error, so that
+    the ``*_main`` functions return their exit code instead of raising SystemExit."""
+    try:
+        return ap.parse_args(argv), 0
+    except SystemExit as stop:
+        return None, int(stop.code or 0)
 
 
 def _quiet_third_parties(quiet: bool) -> None:
@@ -78,7 +94,9 @@ def enhance_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ssl-source", help="local folder for a hub SSL encoder (offline)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                     help="autocast precision (bf16 pays on CPUs with AVX-512 BF16; benchmarks/precision.py)")
-    args = ap.parse_args(argv)
+    args, code = _parse(ap, argv)
+    if args is None:
+        return code
     _quiet_third_parties(args.quiet)
 
     from .audio import AudioError
@@ -115,7 +133,7 @@ metric get that metric's floor and are counted in the table's `floored` column."
 
 def evaluate_main(argv: list[str] | None = None) -> int:
     ap = _parser("sslse-evaluate", "Evaluate enhancers or score enhanced folders.", EVALUATE_EXAMPLES)
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     e = sub.add_parser("enhance", help="enhance a test manifest with a model, then score it and the noisy input",
                        formatter_class=_Formatter)
     e.add_argument("--model", required=True, help="exported model folder or trained recipe folder")
@@ -132,7 +150,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     for p in (e, s):
         p.add_argument("--out", required=True, help="output folder for CSVs and summaries")
         p.add_argument("--workers", type=positive_int, default=2, help="scoring processes")
-    args = ap.parse_args(argv)
+    args, code = _parse(ap, argv)
+    if args is None:
+        return code
     _quiet_third_parties(args.quiet)
 
     from . import evaluation
@@ -176,7 +196,9 @@ def analyze_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=999)
     ap.add_argument("--batch-size", type=positive_int, default=4)
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
+    args, code = _parse(ap, argv)
+    if args is None:
+        return code
     _quiet_third_parties(args.quiet)
 
     import numpy as np

@@ -13,8 +13,10 @@ import json
 import os
 import sys
 
+import speechbrain_sslse  # noqa: F401  (first: it quiets SpeechBrain's torchvision notice)
 import speechbrain as sb
 import torch
+import yaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 from speechbrain.utils.parameter_transfer import Pretrainer
@@ -136,6 +138,82 @@ class SSLSEBrain(sb.Brain):
                 self.checkpointer.add_recoverable(f"{name}_optimizer", opt)
 
 
+def check_training_settings(hparams: dict) -> None:
+    """One-line errors for settings that cannot train (before any folder is touched)."""
+    for key, least in (("batch_size", 1), ("crop_samples", 1), ("dm_items_per_epoch", 1), ("number_of_epochs", 0)):
+        value = hparams.get(key)  # 0 epochs: evaluate what is there
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise ConfigError(f"{key} must be a whole number >= {least}, got {value!r}")
+    for key in ("lr", "ssl_lr"):
+        value = hparams.get(key)
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{key} must be a number > 0, got {value!r}")
+    workers = hparams.get("num_workers", 0)
+    if not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"num_workers must be a whole number >= 0, got {workers!r}")
+    low, high = hparams["gain_range"]
+    if not 0 < low <= high:
+        raise ConfigError(f"gain_range must be [low, high] with 0 < low <= high, got {hparams['gain_range']}")
+
+
+#: Settings that decide the model's shape or what its weights mean: a folder trained with
+#: other values cannot be resumed (and would no longer load for inference).
+MODEL_KEYS = ("input", "ssl_source", "ssl_config", "ssl_mode", "ssl_output", "ssl_layers")
+
+
+def _model_settings(yaml_text: str) -> dict:
+    class _Loader(yaml.SafeLoader):  # the saved file holds !new / !ref tags: read values only
+        pass
+
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    data = yaml.load(yaml_text, Loader=_Loader) or {}
+    enhancer = data.get("enhancer") if isinstance(data.get("enhancer"), dict) else {}
+    return {k: data.get(k) for k in MODEL_KEYS} | {k: enhancer.get(k) for k in ("hidden_size", "num_layers")}
+
+
+def check_same_model(output_folder: str, resolved: str) -> None:
+    """Refuses, before the folder changes, to rerun a folder that holds checkpoints with
+    settings that build another model; names the keys that differ."""
+    saved = os.path.join(output_folder, "hyperparams.yaml")
+    save_dir = os.path.join(output_folder, "save")
+    has_ckpt = os.path.isdir(save_dir) and any(d.startswith("CKPT") for d in os.listdir(save_dir))
+    if not (has_ckpt and os.path.isfile(saved)):
+        return
+    try:
+        before = _model_settings(open(saved, encoding="utf-8").read())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{saved}: unreadable ({err}); move the folder aside or choose another output_folder") from None
+    now = _model_settings(resolved)
+    changed = [k for k in now if before.get(k) != now[k]]
+    if changed:
+        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ConfigError(f"{output_folder} holds checkpoints of another model ({diffs}); choose another "
+                          "--output_folder (or --experiment) to train this one, or move that folder aside")
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def check_manifest(path: str) -> None:
+    """A malformed manifest is one error naming its file, not a traceback mid-training."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or not data:
+            raise ValueError("expected a non-empty JSON object of utterances")
+        for uid, entry in data.items():
+            if not isinstance(entry, dict) or not {"noisy_wav", "clean_wav"} <= set(entry):
+                raise ValueError(f"entry {uid!r} lacks noisy_wav / clean_wav")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: malformed manifest ({err}); delete it to have it rebuilt") from None
+
+
 def warm_start(enhancer: torch.nn.Module, source: str, output_folder: str) -> None:
     """Load an exported or recipe ``enhancer.ckpt`` into ``enhancer`` (fine-tuning) through
     SpeechBrain's Pretrainer; Brain.fit then recovers this run's own checkpoint, if any,
@@ -224,12 +302,15 @@ def dataio_prep(hparams: dict) -> dict:
 def main(argv: list[str]) -> SSLSEBrain:
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     hparams = load_hparams(hparams_file, overrides)
+    check_training_settings(hparams)
+    resolved = resolved_yaml(hparams_file, overrides)
+    # before anything in the folder changes: a rerun must build the model it resumes
+    check_same_model(hparams["output_folder"], resolved)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"])
     if if_main_process():  # the resolved, self-contained file (rows only hold overrides)
-        with open(os.path.join(hparams["output_folder"], "hyperparams.yaml"), "w", encoding="utf-8") as f:
-            f.write(resolved_yaml(hparams_file, overrides))
+        atomic_write_text(os.path.join(hparams["output_folder"], "hyperparams.yaml"), resolved)
     run_on_main(
         prepare_vctk,
         kwargs={
@@ -241,6 +322,8 @@ def main(argv: list[str]) -> SSLSEBrain:
         },
     )
     run_on_main(check_checkpoints, args=[hparams["checkpointer"]])
+    for name in ("train", "valid", "test"):
+        check_manifest(hparams[f"{name}_annotation"])
     datasets = dataio_prep(hparams)
     run_on_main(os.makedirs, args=[hparams["enhanced_folder"]], kwargs={"exist_ok": True})
 

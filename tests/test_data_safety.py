@@ -1,0 +1,426 @@
+"""Data safety and honest scores, one parametrised test per class of input (issue 12):
+outputs never touch inputs, no two inputs share an output, scores never flatter, bounded
+resampling, clean per-file write failures, argument checks, one-line errors."""
+import math
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import MINI_SET, ROOT
+
+from speechbrain_sslse import audio, evaluation, metrics
+from speechbrain_sslse.cli import analyze_main, enhance_main, evaluate_main
+from speechbrain_sslse.inference import EnhanceSSL, load_model
+from speechbrain_sslse.output_plan import PlanError, check_jobs, plan_outputs
+
+MODEL = os.path.join(ROOT, "pretrained", "sslse-log1p-sim")
+NOISY = os.path.join(MINI_SET, "noisy_testset_wav")
+CLEAN = os.path.join(MINI_SET, "clean_testset_wav")
+SPEECH = sf.read(os.path.join(NOISY, "0015.wav"), dtype="float32")[0][:16000]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return EnhanceSSL.from_hparams(MODEL)
+
+
+def _snapshot(folder):
+    return {os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), "rb").read()
+            for d, _, files in os.walk(folder) for f in files}
+
+
+def _run(argv, capsys):
+    code = enhance_main(argv + ["--source", MODEL, "-q"])
+    return code, capsys.readouterr()
+
+
+# -- 1. outputs never touch inputs ---------------------------------------------------------
+def _same_dir_two_formats(tmp):
+    d = tmp / "same"
+    d.mkdir()
+    sf.write(d / "y.wav", SPEECH, 16000)
+    sf.write(d / "y.flac", SPEECH, 16000)
+    return [str(d)], str(d)
+
+
+def _file_into_its_own_folder(tmp):
+    d = tmp / "in"
+    d.mkdir()
+    sf.write(d / "a.wav", SPEECH, 16000)
+    return [str(d / "a.wav")], str(d)
+
+
+def _output_is_a_link_to_the_input_folder(tmp):
+    d = tmp / "in"
+    d.mkdir()
+    sf.write(d / "a.wav", SPEECH, 16000)
+    os.symlink(d, tmp / "link")
+    return [str(d)], str(tmp / "link")
+
+
+def _glob_into_its_own_folder(tmp):
+    d = tmp / "in"
+    d.mkdir()
+    sf.write(d / "a.flac", SPEECH, 16000)
+    sf.write(d / "a.wav", SPEECH, 16000)
+    return [str(d / "*.flac")], str(d)
+
+
+def _hard_link_target(tmp):
+    d = tmp / "in"
+    d.mkdir()
+    sf.write(d / "a.wav", SPEECH, 16000)
+    (tmp / "out").mkdir()
+    os.link(d / "a.wav", tmp / "out" / "a.wav")  # the output name is the input under another path
+    return [str(d / "a.wav")], str(tmp / "out")
+
+
+@pytest.mark.parametrize("case", [_same_dir_two_formats, _file_into_its_own_folder, _output_is_a_link_to_the_input_folder,
+                                  _glob_into_its_own_folder, _hard_link_target])
+def test_outputs_never_touch_inputs(tmp_path, capsys, case):
+    inputs, out = case(tmp_path)
+    before = _snapshot(tmp_path)
+    code, io = _run(inputs + ["-o", out], capsys)
+    assert code == 2 and io.err.count("\n") == 1 and "error:" in io.err
+    assert _snapshot(tmp_path) == before  # nothing written, nothing replaced
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_back(tmp_path, capsys):
+    d = tmp_path / "corpus"
+    (d / "spk").mkdir(parents=True)
+    for name in ("a", "b"):
+        sf.write(d / "spk" / f"{name}.wav", SPEECH, 16000)
+    for _ in range(2):  # the second run must not enhance the first run's outputs
+        code, io = _run([str(d), "-o", str(d / "enhanced")], capsys)
+        assert code == 0 and "enhanced 2 of 2 file(s)" in io.out
+    assert sorted(os.listdir(d / "enhanced" / "spk")) == ["a.wav", "b.wav"]
+
+
+def test_enhance_file_never_writes_over_its_input(model, tmp_path):
+    src = tmp_path / "a.wav"
+    sf.write(src, SPEECH, 16000, subtype="PCM_16")
+    before = src.read_bytes()
+    os.symlink(src, tmp_path / "alias.wav")
+    for target in (src, tmp_path / "alias.wav", tmp_path / "." / "a.wav"):
+        with pytest.raises(audio.AudioError, match="overwrite|same file"):
+            model.enhance_file(str(src), str(target))
+    assert src.read_bytes() == before
+
+
+# -- 2. no two inputs share one output -------------------------------------------------------
+def test_two_folders_with_one_name_are_refused_naming_both(tmp_path, capsys):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        sf.write(tmp_path / sub / "x.wav", SPEECH, 16000)
+    code, io = _run([str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out")], capsys)
+    assert code == 2 and str(tmp_path / "a" / "x.wav") in io.err and str(tmp_path / "b" / "x.wav") in io.err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("layout", [("spk1/x.wav", "spk2/x.wav"), ("x.wav", "sub/x.flac"), ("s1/d/x.wav", "s2/d/x.wav")])
+def test_a_corpus_with_repeated_names_is_mirrored(tmp_path, capsys, layout):
+    corpus = tmp_path / "corpus"
+    for rel in layout:
+        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(corpus / rel, SPEECH, 16000)
+    code, io = _run([str(corpus), "-o", str(tmp_path / "out")], capsys)
+    written = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out")
+                     for d, _, fs in os.walk(tmp_path / "out") for f in fs)
+    assert code == 0 and written == sorted(os.path.splitext(r)[0] + ".wav" for r in layout)
+    assert f"enhanced {len(layout)} of {len(layout)} file(s)" in io.out  # the count is the files on disk
+
+
+def test_one_stem_two_extensions_in_one_folder_is_refused(tmp_path):
+    for ext in ("wav", "flac"):
+        sf.write(tmp_path / f"x.{ext}", SPEECH, 16000)
+    with pytest.raises(PlanError, match="both be written"):
+        plan_outputs([str(tmp_path)], str(tmp_path / "out"))
+    with pytest.raises(PlanError):
+        check_jobs([("a.wav", "o/x.wav"), ("b.wav", "o/../o/x.wav")])
+
+
+# -- 3. scores never flatter -----------------------------------------------------------------
+def _estimates(tmp, kind):
+    est = tmp / "est"
+    est.mkdir()
+    ids = sorted(os.path.splitext(f)[0] for f in os.listdir(CLEAN))
+    shutil.copy(os.path.join(CLEAN, ids[0] + ".wav"), est / (ids[0] + ".wav"))  # one perfect estimate
+    n = sf.info(os.path.join(CLEAN, ids[0] + ".wav")).frames
+    for uid in ids[1:]:
+        n = sf.info(os.path.join(CLEAN, uid + ".wav")).frames
+        if kind == "silent":
+            sf.write(est / f"{uid}.wav", np.zeros(n, np.float32), 16000)
+        elif kind == "nan":
+            sf.write(est / f"{uid}.wav", np.full(n, np.nan, np.float32), 16000, subtype="FLOAT")
+        elif kind == "too_short":
+            sf.write(est / f"{uid}.wav", SPEECH[:200], 16000)
+        elif kind == "unreadable":
+            (est / f"{uid}.wav").write_bytes(b"RIFF....garbage")
+    return est, len(ids)
+
+
+@pytest.mark.parametrize("kind", ["silent", "nan", "too_short", "unreadable"])
+def test_broken_estimates_count_at_the_floor(tmp_path, kind):
+    est, n = _estimates(tmp_path, kind)
+    s = evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out"), "sys", noisy_dir=NOISY, workers=1)
+    sys_row = s["systems"]["sys"]
+    assert sys_row["n"] == s["systems"]["Noisy"]["n"] == n and sys_row["n_floored"] == n - 1
+    perfect = metrics.all_metrics(*(sf.read(os.path.join(CLEAN, sorted(os.listdir(CLEAN))[0]))[0],) * 2)
+    for m in metrics.METRICS:  # the mean of one perfect score and n-1 floors, not the perfect score
+        assert sys_row[m]["mean"] == pytest.approx((perfect[m] + (n - 1) * metrics.FLOORS[m]) / n, abs=1e-6)
+    table = open(tmp_path / "out" / "summary.md").read()
+    assert f"| sys | {n} | {n - 1} |" in table
+
+
+def test_stoi_sentinel_is_never_averaged():
+    clean = np.zeros(16000)
+    clean[:2400] = SPEECH[:2400]  # 0.15 s of speech: too few frames for STOI after silence removal
+    with pytest.raises(metrics.MetricError, match="too short for STOI"):
+        metrics.stoi(clean, clean)
+    scores, reasons = metrics.floored_metrics(clean, clean)
+    assert scores["stoi"] == metrics.FLOORS["stoi"] and "stoi" in reasons
+
+
+def test_a_system_named_noisy_and_two_estimates_with_one_stem_are_errors(tmp_path, capsys):
+    est = tmp_path / "est"
+    shutil.copytree(NOISY, est)
+    assert evaluate_main(["score", "--enhanced", str(est), "--clean", CLEAN, "--noisy", NOISY, "--name", "noisy",
+                          "--out", str(tmp_path / "o")]) == 2
+    assert "reserved" in capsys.readouterr().err
+    sf.write(est / "0015.flac", SPEECH, 16000)
+    assert evaluate_main(["score", "--enhanced", str(est), "--clean", CLEAN, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "0015" in err and err.count("\n") == 1
+
+
+def test_a_failed_enhancement_is_floored_and_rows_cover_the_same_utterances(model, tmp_path):
+    noisy = tmp_path / "noisy"
+    shutil.copytree(NOISY, noisy)
+    (noisy / "0016.wav").write_bytes(b"RIFF broken")
+    items = [(os.path.splitext(f)[0], os.path.join(CLEAN, f), str(noisy / f)) for f in sorted(os.listdir(CLEAN))]
+    s = evaluation.evaluate_model(model, items, str(tmp_path / "out"), "m", workers=1)
+    assert s["systems"]["m"]["n"] == 5 and s["systems"]["m"]["n_floored"] >= 1
+    # the broken noisy input counts against the Noisy row too: both rows cover all 5
+    assert s["systems"]["Noisy"]["n"] == 5
+
+
+# -- 4. bounded memory at any rate -------------------------------------------------------------
+@pytest.mark.parametrize("rate", [8000, 11127, 22050, 44100, 44101, 48000, 96000])
+def test_resampling_any_rate_is_fast_and_band_limited(rate):
+    t = np.arange(2 * rate) / rate
+    x = torch.from_numpy(np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 1000 * t)]).astype(np.float32))
+    y = audio.resample(x, rate, 16000)
+    assert y.shape == (2, round(2 * rate * 16000 / rate))
+    ref = np.sin(2 * np.pi * 440 * np.arange(y.shape[1]) / 16000)
+    assert np.abs(y[0, 400:-400].numpy() - ref[400:-400]).max() < 2e-3
+    back = audio.resample(y, 16000, rate)
+    assert abs(back.shape[1] - x.shape[1]) <= 1
+
+
+# -- 5. writes fail per file, cleanly ------------------------------------------------------------
+def test_a_full_disk_fails_one_file_and_the_run_goes_on(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in"
+    shutil.copytree(NOISY, src)
+    real_write, calls = sf.write, []
+
+    def full_disk(path, *a, **k):  # the disk fills up after two files
+        calls.append(path)
+        if len(calls) > 2:
+            raise OSError(28, "No space left on device")
+        return real_write(path, *a, **k)
+
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(sf, "write", full_disk)
+    code, io = _run([str(src), "-o", str(tmp_path / "out"), "--batch-size", "2"], capsys)
+    assert code == 1 and "No space left on device" in io.err and "Traceback" not in io.err
+    written = [f for f in os.listdir(tmp_path / "out") if not f.startswith(".")]
+    assert f"enhanced {len(written)} of 5 file(s)" in io.out and len(written) == 2
+    assert not [f for f in os.listdir(tmp_path / "out") if f.startswith(".tmp")]  # no half-written files
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_honour_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        audio.write_audio(str(tmp_path / "x.wav"), torch.zeros(100))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "x.wav").st_mode) == mode
+
+
+def test_large_wav_outputs_switch_to_rf64(tmp_path, monkeypatch):
+    assert audio.output_format("x.wav", 2**30 + 10)[0] == "RF64"  # 4 GiB of float32 samples
+    assert audio.output_format("x.wav", 2**20)[0] == "WAV"
+    monkeypatch.setattr(audio, "WAV_MAX_BYTES", 1000)  # a small limit: same code path, small file
+    audio.write_audio(str(tmp_path / "big.wav"), torch.zeros(1000))
+    assert sf.info(tmp_path / "big.wav").format == "RF64" and sf.read(tmp_path / "big.wav")[0].shape == (1000,)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_in_an_input_folder_is_skipped_not_waited_on(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", SPEECH, 16000)
+    os.mkfifo(src / "pipe.wav")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=_run([str(src), "-o", str(tmp_path / "out")], capsys)))
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the CLI blocked on a named pipe"
+    code, io = result["r"]
+    assert code == 1 and "pipe.wav" in io.err and "not a regular file" in io.err
+    assert os.listdir(tmp_path / "out") == ["a.wav"]
+
+
+@pytest.mark.parametrize("ext,fmt", [("flac", "FLAC"), ("ogg", "OGG"), ("caf", "CAF"), ("w64", "W64"), ("mp3", "MP3")])
+def test_formats_that_work_named_directly_are_found_in_folders(tmp_path, capsys, ext, fmt):
+    src = tmp_path / "in"
+    src.mkdir()
+    try:
+        sf.write(src / f"x.{ext}", SPEECH, 16000, format=fmt)
+    except sf.LibsndfileError:
+        pytest.skip(f"this libsndfile cannot write {fmt}")
+    code, io = _run([str(src), "-o", str(tmp_path / "out")], capsys)
+    assert code == 0 and os.listdir(tmp_path / "out") == ["x.wav"]
+
+
+def test_enhance_file_writes_the_format_of_its_extension_or_refuses_first(model, tmp_path, monkeypatch):
+    src = tmp_path / "a.wav"
+    sf.write(src, SPEECH, 16000)
+    model.enhance_file(str(src), str(tmp_path / "out.flac"))
+    assert sf.info(tmp_path / "out.flac").format == "FLAC"
+    calls = []
+    monkeypatch.setattr(model, "enhance_signals", lambda *a, **k: calls.append(1))
+    with pytest.raises(audio.AudioError, match="cannot write '.xyz'"):
+        model.enhance_file(str(src), str(tmp_path / "out.xyz"))
+    assert not calls and not (tmp_path / "out.xyz").exists()  # refused before enhancing
+
+
+# -- 7. the API checks its arguments ---------------------------------------------------------------
+@pytest.mark.parametrize("noisy,lengths,match", [
+    (torch.zeros(2, 16000), torch.ones(3), "shape"),
+    (torch.zeros(2, 16000), torch.ones(2, 1), "shape"),
+    (torch.zeros(2, 16000), torch.tensor([16000.0, 8000.0]), r"\(0, 1\]"),
+    (torch.zeros(2, 16000), torch.tensor([1.0, 0.0]), r"\(0, 1\]"),
+    (torch.zeros(2, 16000), torch.tensor([1.0, -0.5]), r"\(0, 1\]"),
+    (torch.zeros(2, 16000), torch.tensor([1.0, math.nan]), r"\(0, 1\]"),
+    (torch.zeros(2, 16000), torch.tensor([16000, 8000]), "float"),
+    (torch.zeros(2, 16000, dtype=torch.int16), None, "int16"),
+    (torch.full((1, 16000), math.nan), None, "NaN"),
+    (torch.zeros(16000), None, "batch, samples"),
+    (torch.zeros(1, 0), None, "empty"),
+])
+def test_enhance_batch_refuses_what_it_cannot_mean(model, noisy, lengths, match):
+    with pytest.raises(ValueError, match=match):
+        model.enhance_batch(noisy, lengths)
+
+
+def test_int16_scale_input_warns_that_the_method_is_level_dependent(model):
+    x = torch.from_numpy(SPEECH * 32767)[None]
+    with pytest.warns(UserWarning, match="far outside"):
+        model.enhance_batch(x)
+
+
+# -- 8. one-line errors everywhere -------------------------------------------------------------
+def _model_copy(tmp, ckpt_bytes=None, yaml_text=None):
+    dst = tmp / "model"
+    shutil.copytree(MODEL, dst, ignore=shutil.ignore_patterns("eval"))
+    if ckpt_bytes is not None:
+        (dst / "enhancer.ckpt").write_bytes(ckpt_bytes)
+    if yaml_text is not None:
+        (dst / "hyperparams.yaml").write_text(yaml_text)
+    return str(dst)
+
+
+@pytest.mark.parametrize("args", [
+    ["--batch-size", "0"], ["--batch-size", "-1"], ["--device", "cuda"], ["--source", "pretrained/sslse-log1p-simm/"],
+    ["--source", "./no/such/folder"], ["--source", "empty_ckpt"], ["--source", "garbage_ckpt"], ["--source", "yaml_typo"],
+])
+def test_enhance_errors_are_one_line_and_early(tmp_path, capsys, args):
+    sources = {"empty_ckpt": lambda: _model_copy(tmp_path, ckpt_bytes=b""),
+               "garbage_ckpt": lambda: _model_copy(tmp_path, ckpt_bytes=b"\x00garbage" * 10),
+               "yaml_typo": lambda: _model_copy(tmp_path, yaml_text="enhancer: !new:speechbrain_sslse.enhancer.SSLEnhancer\n  input: [spectrum\n")}
+    if args[0] == "--source":
+        source = sources[args[1]]() if args[1] in sources else args[1]
+        argv = [NOISY, "-o", str(tmp_path / "out"), "--source", source]
+    else:
+        argv = [NOISY, "-o", str(tmp_path / "out"), "--source", MODEL] + args
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code = enhance_main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "error" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_analyze_errors_are_one_line(tmp_path, capsys):
+    assert analyze_main(["--source", "x", "--manifest", "y", "--out", str(tmp_path), "--drop-last", "-1"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_load_model_names_the_broken_piece(tmp_path):
+    with pytest.raises(Exception) as err:
+        load_model(_model_copy(tmp_path, ckpt_bytes=b""))
+    assert "cannot load the model" in str(err.value) and "\n" not in str(err.value)
+
+
+# -- 6. training reruns keep the folder sound --------------------------------------------------------
+def _train(args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, os.path.join(ROOT, "recipes", "VCTK", "train.py"), os.path.join(ROOT, "hparams", "smoke.yaml"),
+           f"--data_folder={MINI_SET}", "--number_of_epochs=1", "--train_repeats=1", "--batch_size=4"] + args
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rerun")
+    out = root / "exp"
+    run = _train([f"--output_folder={out}"], root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return root, out
+
+
+def test_a_rerun_with_another_model_is_refused_before_the_folder_changes(finished_run):
+    root, out = finished_run
+    before = _snapshot(out)
+    run = _train([f"--output_folder={out}", "--input=ssl"], root)
+    assert run.returncode == 2 and "input: 'cross' -> 'ssl'" in run.stderr, run.stderr[-1500:]
+    assert _snapshot(out) == before
+    assert load_model(str(out)) is not None  # still loads for inference
+
+
+@pytest.mark.parametrize("override,key", [("--batch_size=0", "batch_size"), ("--number_of_epochs=-1", "number_of_epochs"),
+                                          ("--lr=0", "lr"), ("--crop_samples=0", "crop_samples")])
+def test_settings_that_cannot_train_are_one_line_errors(tmp_path, override, key):
+    run = _train([f"--output_folder={tmp_path / 'x'}", override], tmp_path)
+    assert run.returncode == 2 and run.stderr.strip().startswith(f"error: {key}") and "Traceback" not in run.stderr
+    assert not (tmp_path / "x" / "hyperparams.yaml").exists()
+
+
+@pytest.mark.parametrize("content", ["", "garbage: [unclosed", "just text"])
+def test_an_empty_or_garbage_ckpt_yaml_is_set_aside(finished_run, tmp_path, content):
+    root, out = finished_run
+    copy = tmp_path / "exp"
+    shutil.copytree(out, copy)
+    ckpts = [d for d in os.listdir(copy / "save") if d.startswith("CKPT+")]
+    (copy / "save" / ckpts[0] / "CKPT.yaml").write_text(content)
+    run = _train([f"--output_folder={copy}"], tmp_path)
+    assert run.returncode == 2 and "CKPT.yaml is unreadable" in run.stderr and "Traceback" not in run.stderr
+    assert os.path.isdir(copy / "save" / (ckpts[0] + ".corrupt"))
+
+
+def test_a_malformed_manifest_names_its_file(finished_run, tmp_path):
+    root, out = finished_run
+    copy = tmp_path / "exp"
+    shutil.copytree(out, copy)
+    (copy / "valid.json").write_text("{not json")
+    run = _train([f"--output_folder={copy}", "--skip_prep=True"], tmp_path)
+    assert run.returncode == 2 and "valid.json: malformed manifest" in run.stderr
