@@ -9,8 +9,8 @@ from typing import Callable
 
 import torch
 
-from speechbrain_sslse import SSLEncoder, SSLEnhancer
-from speechbrain_sslse.params import PUBLISHED
+from speechbrain_sslse import SSLEncoder, EnhancementModel
+from speechbrain_sslse.param_counts import PUBLISHED
 
 #: benchmark name -> (model_type, config overrides) of the published shapes (random weights:
 #: the speed is the same as with trained ones)
@@ -21,13 +21,13 @@ MODELS = {
 }
 
 
-def build(name: str, mode: str = "frozen") -> SSLEnhancer:
+def build(name: str, mode: str = "frozen") -> EnhancementModel:
     torch.manual_seed(0)
     spec = MODELS[name]
     if spec is None:
-        return SSLEnhancer(None, input="spectrum")
+        return EnhancementModel(None, input="spectrum")
     model_type, overrides = spec
-    return SSLEnhancer(SSLEncoder(config={"model_type": model_type, **overrides}, mode=mode), input="cross")
+    return EnhancementModel(SSLEncoder(config={"model_type": model_type, **overrides}, mode=mode), input="cross")
 
 
 def sync(device: str) -> None:

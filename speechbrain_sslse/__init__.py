@@ -8,11 +8,11 @@ import logging as _logging
 # logs, which this package never does) is missing; that notice is not our users' concern.
 _logging.getLogger("speechbrain.utils.train_logger").addFilter(lambda record: "torchvision" not in record.getMessage())
 
-from .enhancer import SSLEnhancer  # noqa: E402
+from .model import EnhancementModel  # noqa: E402
 from .features import LogSpectrum, align_ssl_frames
 from .head import BLSTMMasker
 from .lobes import SSLEncoder, WeightedLayerSum
 from .ssl_loader import load_ssl_model
 
 __version__ = "0.1.0"
-__all__ = ["SSLEnhancer", "SSLEncoder", "WeightedLayerSum", "BLSTMMasker", "LogSpectrum", "align_ssl_frames", "load_ssl_model"]
+__all__ = ["EnhancementModel", "SSLEncoder", "WeightedLayerSum", "BLSTMMasker", "LogSpectrum", "align_ssl_frames", "load_ssl_model"]

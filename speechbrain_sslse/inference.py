@@ -3,7 +3,7 @@
     enhancer = EnhanceSSL.from_hparams(source="pretrained/sslse-log1p-sim")
     enhanced = enhancer.enhance_file("noisy.wav", "enhanced.wav")
 
-It runs the package's ``SSLEnhancer`` (the same module training uses). Any sample rate is
+It runs the package's ``EnhancementModel`` (the same module training uses). Any sample rate is
 resampled to 16 kHz and back; each channel is enhanced on its own; long inputs go through
 overlapping chunks with a linear cross-fade so memory stays bounded.
 """
@@ -28,7 +28,7 @@ class EnhanceSSL(Pretrained):
     """Speech enhancement with an SSL (+ log1p) mask model.
 
     hparams (``hyperparams.yaml`` written by ``recipes/VCTK/export.py``): ``enhancer``
-    (an ``SSLEnhancer``), ``chunk_seconds``, ``overlap_seconds``, ``batch_size``.
+    (an ``EnhancementModel``), ``chunk_seconds``, ``overlap_seconds``, ``batch_size``.
     """
 
     HPARAMS_NEEDED = ["enhancer"]

@@ -13,7 +13,7 @@ from conftest import MINI_SET, tiny_config
 
 import export as exporter
 from prepare_vctk import PrepError, prepare_vctk
-from speechbrain_sslse import SSLEncoder, SSLEnhancer
+from speechbrain_sslse import SSLEncoder, EnhancementModel
 from speechbrain_sslse.audio import AudioError, write_audio
 from speechbrain_sslse.cli import enhance_main
 from speechbrain_sslse.evaluation import score_folders
@@ -62,7 +62,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory):
     torch.manual_seed(0)
-    enh = SSLEnhancer(SSLEncoder(config=tiny_config()), input="cross")
+    enh = EnhancementModel(SSLEncoder(config=tiny_config()), input="cross")
     return exporter.save_model_folder(enh, str(tmp_path_factory.mktemp("model")), name="tiny")
 
 

@@ -346,7 +346,7 @@ def _model_copy(tmp, ckpt_bytes=None, yaml_text=None):
 def test_enhance_errors_are_one_line_and_early(tmp_path, capsys, args):
     sources = {"empty_ckpt": lambda: _model_copy(tmp_path, ckpt_bytes=b""),
                "garbage_ckpt": lambda: _model_copy(tmp_path, ckpt_bytes=b"\x00garbage" * 10),
-               "yaml_typo": lambda: _model_copy(tmp_path, yaml_text="enhancer: !new:speechbrain_sslse.enhancer.SSLEnhancer\n  input: [spectrum\n")}
+               "yaml_typo": lambda: _model_copy(tmp_path, yaml_text="enhancer: !new:speechbrain_sslse.model.EnhancementModel\n  input: [spectrum\n")}
     if args[0] == "--source":
         source = sources[args[1]]() if args[1] in sources else args[1]
         argv = [NOISY, "-o", str(tmp_path / "out"), "--source", source]

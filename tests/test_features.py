@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from speechbrain_sslse import BLSTMMasker, LogSpectrum, SSLEncoder, SSLEnhancer, WeightedLayerSum, align_ssl_frames
+from speechbrain_sslse import BLSTMMasker, LogSpectrum, SSLEncoder, EnhancementModel, WeightedLayerSum, align_ssl_frames
 from speechbrain_sslse.features import num_frames
 
 
@@ -42,7 +42,7 @@ def test_frame_counts_match_for_every_length_half_to_ten_seconds():
     for n in (8000, 8001, 12345, 20479, 20480, 31999, 160000):
         feats, lens = enc(torch.randn(1, n))
         assert feats.shape[1] == int(lens[0]) == int(enc.frame_lengths(torch.tensor([n]))[0])
-        enh = SSLEnhancer(enc)
+        enh = EnhancementModel(enc)
         assert enh(torch.randn(1, n)).enhanced.shape[1] == n // 160 + 1
 
 
@@ -58,13 +58,14 @@ def test_all_ones_mask_resynthesises_the_input():
 @pytest.mark.parametrize("input_kind", ["spectrum", "ssl", "cross"])
 def test_batch_with_padding_equals_one_by_one(input_kind):
     enc = None if input_kind == "spectrum" else SSLEncoder(config=tiny_config("hubert"), mode="frozen")
-    enh = SSLEnhancer(enc, input=input_kind).eval()
+    enh = EnhancementModel(enc, input=input_kind).eval()
     x = torch.randn(3, 16000)
-    rel = torch.tensor([1.0, 0.61, 0.3337])
+    lengths = torch.tensor([16000, 9760, 5339])  # absolute samples below the Brain-facing forward
     with torch.no_grad():
-        batched = enh.enhance(x, rel)
-        for i, r in enumerate(rel.tolist()):
-            n = round(r * 16000)
+        batched = enh.enhance(x, lengths)
+        with pytest.raises(ValueError, match="absolute"):
+            enh.enhance(x, lengths / 16000)
+        for i, n in enumerate(lengths.tolist()):
             single = enh.enhance(x[i : i + 1, :n])
             torch.testing.assert_close(batched[i, :n], single[0], atol=1e-5, rtol=1e-4)
             assert torch.count_nonzero(batched[i, n:]) == 0
@@ -92,7 +93,7 @@ def test_readme_parameter_table_is_computed():
 
     from conftest import ROOT
 
-    from speechbrain_sslse.params import encoder_parameters, table
+    from speechbrain_sslse.param_counts import encoder_parameters, table
 
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     shown = readme.split("<!-- params:start -->")[1].split("<!-- params:end -->")[0].strip()

@@ -19,7 +19,7 @@ from speechbrain_sslse import SSLEncoder
 from speechbrain_sslse.data import authors_split, random_crop_pair, validation_crop_pair
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.hparams import load_hparams
-from speechbrain_sslse.params import PUBLISHED
+from speechbrain_sslse.param_counts import PUBLISHED
 from speechbrain_sslse.ssl_loader import CHECKPOINT_FEATURE_GRAD_MULT, SSL_TYPES as TYPES, default_feature_grad_mult
 
 PAPER_ROWS = sorted(glob.glob(os.path.join(ROOT, "hparams", "table*", "*.yaml"))) + [
@@ -67,7 +67,7 @@ def test_cnn_gradient_is_feature_grad_mult_times_the_unscaled_one(model_type, pa
 
 
 def test_feature_grad_mult_defaults_to_the_checkpoints_value():
-    # the published shapes (speechbrain_sslse.params restates their config.json) give the
+    # the published shapes (speechbrain_sslse.param_counts restates their config.json) give the
     # value stored with the checkpoints the authors load
     hub = {"WavLM Base+": "microsoft/wavlm-base-plus", "HuBERT Base": "facebook/hubert-base-ls960",
            "wav2vec 2.0 Base": "facebook/wav2vec2-base", "WavLM Large": "microsoft/wavlm-large"}
@@ -240,7 +240,7 @@ def _write_safetensors(path, shapes, buf):
 @pytest.fixture(scope="module")
 def published_folders(tmp_path_factory):
     """save_pretrained-style folders (config.json + model.safetensors) of the four published
-    encoder shapes (speechbrain_sslse.params), with random weights."""
+    encoder shapes (speechbrain_sslse.param_counts), with random weights."""
     buf = torch.randn(10_000_000, generator=torch.Generator().manual_seed(0)) * 0.02
     folders = {}
     root = tmp_path_factory.mktemp("published")

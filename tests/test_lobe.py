@@ -3,12 +3,12 @@ import pytest
 import torch
 from conftest import SSL_TYPES, tiny_config
 
-from speechbrain_sslse import SSLEncoder, SSLEnhancer
+from speechbrain_sslse import SSLEncoder, EnhancementModel
 from speechbrain_sslse.ssl_loader import SSL_TYPES as TYPES, SSLSourceError, load_ssl_model
 
 
 def _grad_names(mode):
-    enh = SSLEnhancer(SSLEncoder(config=tiny_config(), mode=mode), input="cross")
+    enh = EnhancementModel(SSLEncoder(config=tiny_config(), mode=mode), input="cross")
     enh.train()
     out = enh(torch.randn(2, 8000))
     out.enhanced.mean().backward()
@@ -39,7 +39,7 @@ def test_gradients_per_mode(mode):
 
 def test_frozen_encoder_stays_in_eval_mode():
     enc = SSLEncoder(config=tiny_config(), mode="frozen")
-    enh = SSLEnhancer(enc)
+    enh = EnhancementModel(enc)
     enh.train()  # what Brain does every epoch
     assert enh.masker.training and enc.layer_sum.training
     assert not any(m.training for m in enc.model.modules())
@@ -114,7 +114,7 @@ def test_source_errors_are_clear(tmp_path):
 
 
 def test_weighted_sum_weights_are_a_distribution_that_learns():
-    enh = SSLEnhancer(SSLEncoder(config=tiny_config(), mode="frozen"))
+    enh = EnhancementModel(SSLEncoder(config=tiny_config(), mode="frozen"))
     w0 = enh.layer_weights.clone()
     assert torch.allclose(w0, torch.full_like(w0, 1 / len(w0)))
     opt = torch.optim.Adam(enh.head_parameters(), lr=1e-2)

@@ -60,7 +60,7 @@ def inference_yaml(enhancer, chunk_seconds: float = 30.0, overlap_seconds: float
         lines += ["ssl_encoder: null"]
     lines += [
         "",
-        "enhancer: !new:speechbrain_sslse.enhancer.SSLEnhancer",
+        "enhancer: !new:speechbrain_sslse.model.EnhancementModel",
         "    ssl_encoder: !ref <ssl_encoder>",
         f"    input: {enhancer.input}",
         f"    hidden_size: {enhancer.masker.hidden_size}",
@@ -190,7 +190,7 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
 def save_model_folder(enhancer, out_folder: str, name: str | None = None, summaries: dict[str, str] | None = None,
                       training: str = "", limitations: str = DEFAULT_LIMITATIONS,
                       datasets: list[str] | None = None) -> str:
-    """Writes the model folder for an in-memory ``SSLEnhancer``."""
+    """Writes the model folder for an in-memory ``EnhancementModel``."""
     name = name or os.path.basename(os.path.normpath(out_folder))
     os.makedirs(out_folder, exist_ok=True)
     torch.save(enhancer.checkpoint_state_dict(), os.path.join(out_folder, "enhancer.ckpt"))

@@ -1,6 +1,6 @@
 """Parameter counts of the published SSL configurations and of the head per input variant.
 
-``python -m speechbrain_sslse.params`` prints the README table; a test checks that the
+``python -m speechbrain_sslse.param_counts`` prints the README table; a test checks that the
 README shows exactly what this computes. Models are built on the meta device (no memory,
 no download): the configs below restate the published ``config.json`` shapes.
 """
