@@ -158,8 +158,7 @@ class SSLEncoder(nn.Module):
     # -- frames --------------------------------------------------------------
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         """SSL frames (20 ms) produced for each absolute sample length."""
-        lengths = sample_lengths.clamp(min=self.receptive_field)
-        return self.model._get_feat_extract_output_lengths(lengths).long()
+        return self.model._get_feat_extract_output_lengths(sample_lengths).long()
 
     def _cnn(self, wav: torch.Tensor, lengths: torch.Tensor, padded: bool) -> torch.Tensor:
         extractor = self.model.feature_extractor
@@ -189,11 +188,11 @@ class SSLEncoder(nn.Module):
         batch, n = wav.shape
         if lengths is None:
             lengths = torch.full((batch,), n, dtype=torch.long, device=wav.device)
-        lengths = lengths.to(wav.device).long()
-        if n < self.receptive_field:  # too short for one frame: zero-extend, as a single pass would
-            wav = F.pad(wav, (0, self.receptive_field - n))
-            n = self.receptive_field
-        lengths = lengths.clamp(min=self.receptive_field, max=n)
+        lengths = lengths.to(wav.device).long().clamp(max=n)
+        if bool((lengths < self.receptive_field).any()):
+            # short inputs are the model's business (EnhancementModel.enhance zero-extends them)
+            raise ValueError(f"audio of {int(lengths.min())} samples is shorter than the SSL encoder's receptive "
+                             f"field ({self.receptive_field} samples)")
         padded = bool((lengths < n).any())
         layer_ids = self.layer_ids if layer_ids is None else list(layer_ids)
 
