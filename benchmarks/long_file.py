@@ -24,7 +24,6 @@ import numpy as np
 import soundfile as sf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "recipes", "VCTK"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import write_json  # noqa: E402
 
@@ -50,9 +49,9 @@ def main(argv=None) -> dict:
         source = args.source
         if source is None:
             from common import build
-            from export import save_model_folder
+            from speechbrain_sslse.model_folder import save_model_folder
 
-            source = save_model_folder(build(args.model or "log1p"), os.path.join(tmp, "model"), name=args.model)
+            source = save_model_folder(build(args.model or "log1p"), os.path.join(tmp, "model"))
         pieces = [sf.read(p, dtype="int16")[0] for p in sorted(glob.glob(os.path.join(ROOT, "tests", "samples", "mini_vbd", "noisy_*", "*.wav")))]
         one = np.concatenate(pieces)
         n = int(args.minutes * 60 * 16000)

@@ -13,6 +13,7 @@ from .features import LogSpectrum, align_ssl_frames
 from .head import BLSTMMasker
 from .lobes import SSLEncoder, WeightedLayerSum
 from .ssl_loader import load_ssl_model
+from .inference import EnhanceSSL  # the user-facing enhancer (SpeechBrain Pretrained interface)
 
 __version__ = "0.1.0"
-__all__ = ["EnhancementModel", "SSLEncoder", "WeightedLayerSum", "BLSTMMasker", "LogSpectrum", "align_ssl_frames", "load_ssl_model"]
+__all__ = ["EnhanceSSL", "EnhancementModel", "SSLEncoder", "WeightedLayerSum", "BLSTMMasker", "LogSpectrum", "align_ssl_frames", "load_ssl_model"]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
+from .model_folder import capture_init
 from .ssl_loader import default_feature_grad_mult, load_ssl_model
 
 MODES = ("frozen", "partial", "entire", "scratch")
@@ -73,6 +74,7 @@ class SSLEncoder(nn.Module):
     GroupNorm statistics over a padded batch would differ from a single-file pass.
     """
 
+    @capture_init  # init_args: what an exported hyperparams.yaml rebuilds it from
     def __init__(
         self,
         source: str | None = None,

@@ -21,6 +21,7 @@ from .features import N_BINS, LogSpectrum, align_ssl_frames, num_frames, relativ
 from .errors import ConfigError
 from .head import BLSTMMasker
 from .lobes import SSLEncoder
+from .model_folder import capture_init
 
 INPUTS = ("spectrum", "ssl", "cross")
 
@@ -45,6 +46,7 @@ class EnhancementModel(nn.Module):
     hidden_size, num_layers: BLSTM size (256, 2 in the paper).
     """
 
+    @capture_init  # init_args: what an exported hyperparams.yaml rebuilds it from
     def __init__(
         self,
         ssl_encoder: SSLEncoder | None = None,

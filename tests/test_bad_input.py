@@ -11,13 +11,13 @@ import soundfile as sf
 import torch
 from conftest import MINI_SET, tiny_config
 
-import export as exporter
 from prepare_vctk import PrepError, prepare_vctk
 from speechbrain_sslse import SSLEncoder, EnhancementModel
 from speechbrain_sslse.audio import AudioError, write_audio
 from speechbrain_sslse.cli import enhance_main
 from speechbrain_sslse.evaluation import score_folders
 from speechbrain_sslse.inference import EnhanceSSL
+from speechbrain_sslse.model_folder import save_model_folder
 
 SPEECH, _ = sf.read(os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav"), dtype="float32")
 SPEECH = SPEECH[:16000]
@@ -63,7 +63,7 @@ CASES = {
 def model_folder(tmp_path_factory):
     torch.manual_seed(0)
     enh = EnhancementModel(SSLEncoder(config=tiny_config()), input="cross")
-    return exporter.save_model_folder(enh, str(tmp_path_factory.mktemp("model")), name="tiny")
+    return save_model_folder(enh, str(tmp_path_factory.mktemp("model")))
 
 
 @pytest.fixture(scope="module")

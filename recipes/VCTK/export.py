@@ -1,131 +1,140 @@
 #!/usr/bin/env python3
-"""Turn a trained recipe folder into a self-contained model folder (Hugging Face Hub style).
+"""Turn a trained recipe folder (or a model folder) into a Hugging Face Hub model folder.
 
-    python recipes/VCTK/export.py results/sim_log1p/999 pretrained/sslse-log1p-sim \
-        --summary "simulated test=pretrained/sslse-log1p-sim/eval/sim_test/summary.json"
+    python recipes/VCTK/export.py results/smoke/999 my_model --summary "mini test=eval/summary.json"
 
-Writes ``hyperparams.yaml`` (inference), ``enhancer.ckpt`` (masker + layer sum, plus the
-SSL weights when they were trained or built from a config), ``layer_weights.json`` and a
-``README.md`` model card. A frozen hub encoder is referenced by its hub id, not copied.
-Load it with ``EnhanceSSL.from_hparams(source=<folder>)``.
+The folder itself (inference ``hyperparams.yaml`` built from the model's constructor
+arguments, ``enhancer.ckpt``, ``layer_weights.json``, ``custom_interface.py`` for SpeechBrain's
+``foreign_class``, ``example.wav`` and ``example_enhanced.wav``) is written by
+``speechbrain_sslse.model_folder.save_model_folder``; this script adds the model card
+(``README.md``: Hub front matter with ``model-index``, install line, usage, results, training
+data, limitations, citations). A frozen hub encoder is named by its hub id, not copied.
+
+Re-exporting into the folder a card came from keeps that card's "Training data" and
+"Limitations" sections unless --training / --limitations are given, an ``enhancer.ckpt``
+holding the same tensors is not rewritten, and other files (``eval/``) stay.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
+import math
 import os
 import re
 import sys
 
-import torch
 import yaml
 
+from speechbrain_sslse import __version__
+from speechbrain_sslse.errors import ConfigError
+from speechbrain_sslse.evaluation import LABELS, NOISY, markdown_table
 from speechbrain_sslse.inference import load_model
-from speechbrain_sslse.metrics import METRICS
+from speechbrain_sslse.model_folder import EXAMPLE, EXAMPLE_ENHANCED, save_model_folder
 
-_DROP_CONFIG_KEYS = {"architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype", "id2label", "label2id"}
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_EXAMPLE = os.path.join(ROOT, "tests", "samples", "mini_vbd", "noisy_testset_wav", "0398.wav")
+DEFAULT_EXAMPLE_NOTE = ("a real noisy recording, clip 0398 of the DNS Challenge 3 synthetic test set (real speech "
+                        "and real noise; CC BY 4.0), taken from the speechbrain-sslse repository's "
+                        "`tests/samples/mini_vbd` (licence notes in its `LICENSE.md`)")
+TASK = {"type": "audio-to-audio", "name": "Speech Enhancement"}  # Hub task id
+MODES = {"frozen": "frozen", "partial": "fine-tuned with its CNN frozen, PF", "entire": "fine-tuned entirely, EF",
+         "scratch": "trained from scratch, TFS"}
 
+CITATIONS = r"""```bibtex
+@inproceedings{hung22_interspeech,
+  author    = {Kuo-Hsuan Hung and Szu-wei Fu and Huan-Hsin Tseng and Hsin-Tien Chiang and Yu Tsao and Chii-Wann Lin},
+  title     = {{Boosting Self-Supervised Embeddings for Speech Enhancement}},
+  booktitle = {Proc. Interspeech 2022},
+  year      = {2022},
+  doi       = {10.21437/Interspeech.2022-10002},
+  note      = {arXiv:2204.03339}
+}
 
-def ssl_section(enhancer) -> dict:
-    ssl = enhancer.ssl
-    if ssl is None:
-        return {}
-    section = {"output": ssl.output, "layers": ssl.layer_ids, "mode": ssl.mode}
-    if ssl.backbone_in_checkpoint:  # weights travel in enhancer.ckpt; the config rebuilds the shape
-        cfg = {k: v for k, v in ssl.model.config.to_dict().items() if k not in _DROP_CONFIG_KEYS and not k.startswith("_")}
-        section.update(source=None, config=cfg)
-    else:
-        section.update(source=ssl.source, config={})
-    return section
+@article{speechbrain_v1,
+  author  = {Mirco Ravanelli and Titouan Parcollet and Adel Moumen and Sylvain de Langen and Cem Subakan and Peter Plantinga and Yingzhi Wang and Pooneh Mousavi and Luca Della Libera and Artem Ploujnikov and Francesco Paissan and Davide Borra and Salah Zaiem and Zeyu Zhao and Shucong Zhang and Georgios Karakasidis and Sung-Lin Yeh and Pierre Champion and Aku Rouhe and Rudolf Braun and Florian Mai and Juan Zuluaga-Gomez and Seyed Mahed Mousavi and Andreas Nautsch and Ha Nguyen and Xuechen Liu and Sangeet Sagar and Jarod Duret and Salima Mdhaffar and Ga{\"e}lle Laperri{\`e}re and Mickael Rouvier and Renato De Mori and Yannick Est{\`e}ve},
+  title   = {Open-Source Conversational AI with SpeechBrain 1.0},
+  journal = {Journal of Machine Learning Research},
+  year    = {2024},
+  volume  = {25},
+  number  = {333},
+  url     = {http://jmlr.org/papers/v25/24-0991.html}
+}
 
+@misc{speechbrain,
+  title         = {{SpeechBrain}: A General-Purpose Speech Toolkit},
+  author        = {Mirco Ravanelli and Titouan Parcollet and Peter Plantinga and Aku Rouhe and Samuele Cornell and Loren Lugosch and Cem Subakan and Nauman Dawalatabad and Abdelwahab Heba and Jianyuan Zhong and Ju-Chieh Chou and Sung-Lin Yeh and Szu-Wei Fu and Chien-Feng Liao and Elena Rastorgueva and Fran{\c{c}}ois Grondin and William Aris and Hwidong Na and Yan Gao and Renato De Mori and Yoshua Bengio},
+  year          = {2021},
+  eprint        = {2106.04624},
+  archivePrefix = {arXiv},
+  primaryClass  = {eess.AS}
+}
+```"""
 
-def inference_yaml(enhancer, chunk_seconds: float = 30.0, overlap_seconds: float = 1.0) -> str:
-    ssl = ssl_section(enhancer)
-    lines = [
-        f"# speechbrain-sslse inference hyperparameters (exported {datetime.date.today()})",
-        "# Load with: EnhanceSSL.from_hparams(source=<this folder>)",
-        "sample_rate: 16000",
-        f"chunk_seconds: {chunk_seconds}  # longer inputs are enhanced in overlapping chunks",
-        f"overlap_seconds: {overlap_seconds}",
-        "batch_size: 4",
-        "",
-    ]
-    if ssl:
-        body = yaml.safe_dump({"source": ssl["source"], "config": ssl["config"], "mode": ssl["mode"],
-                               "output": ssl["output"], "layers": ssl["layers"]}, sort_keys=False)
-        lines += ["ssl_encoder: !new:speechbrain_sslse.lobes.SSLEncoder"]
-        lines += ["    " + line for line in body.strip().splitlines()]
-    else:
-        lines += ["ssl_encoder: null"]
-    lines += [
-        "",
-        "enhancer: !new:speechbrain_sslse.model.EnhancementModel",
-        "    ssl_encoder: !ref <ssl_encoder>",
-        f"    input: {enhancer.input}",
-        f"    hidden_size: {enhancer.masker.hidden_size}",
-        f"    num_layers: {enhancer.masker.blstm.num_layers}",
-        "",
-        "modules:",
-        "    enhancer: !ref <enhancer>",
-        "",
-        "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer",
-        "    loadables:",
-        "        enhancer: !ref <enhancer>",
-        "",
-    ]
-    return "\n".join(lines)
+BODY = """# {name}
 
+Speech enhancement (denoising) of 16 kHz speech: {what} -> 2-layer BLSTM (256, directions summed)
+-> sigmoid mask on the noisy log1p magnitude, resynthesised with the noisy phase. Trained with
+{package}, a SpeechBrain plugin for Hung et al., *Boosting Self-Supervised
+Embeddings for Speech Enhancement*, Interspeech 2022 ([arXiv:2204.03339](https://arxiv.org/abs/2204.03339)).
+Parameters: {params}.
 
-CARD = """---
-license: {license}
-library_name: speechbrain
-language: en
-tags:
-- speech-enhancement
-- speechbrain
-- self-supervised-learning
-- {ssl_tag}
-- pytorch
-datasets:
-{datasets}
-metrics:
-- pesq
-- stoi
-- csig
-- cbak
-- covl
-model-index:
-- name: {name}
-  results:
-{results}
----
+## Install
 
-# {name}
-
-Mask-based speech enhancement with {what}, trained with
-speechbrain-sslse (Hung et al., *Boosting Self-Supervised Embeddings
-for Speech Enhancement*, Interspeech 2022): {input_desc} -> 2-layer BLSTM (256, directions
-summed) -> sigmoid mask on the log1p magnitude; noisy-phase resynthesis at 16 kHz.
-Trainable parameters: {params}.
+```bash
+{install}
+```
 
 ## Usage
 
-```python
-from speechbrain_sslse.inference import EnhanceSSL
+`model` is this folder: its Hub id, or the path of a local copy (an absolute path works from
+any directory).
 
-enhancer = EnhanceSSL.from_hparams(source="{source_hint}")
-enhanced = enhancer.enhance_file("noisy.wav", "enhanced.wav")  # any rate, mono or multi-channel
+CPU:
+
+```python
+from speechbrain_sslse import EnhanceSSL
+
+model = "{source}"  # {source_note}
+enhancer = EnhanceSSL.from_hparams(source=model)
+enhanced = enhancer.enhance_file("noisy.wav", "enhanced.wav")  # any rate, channels and length; float WAV out
 ```
 
-or from the shell: `sslse-enhance noisy_folder/ -o enhanced/ --source {source_hint}`.
+GPU (CUDA):
 
-## Results
+```python
+import torch
+from speechbrain_sslse import EnhanceSSL
 
-Measured with `sslse-evaluate` (PESQ wide-band, STOI, Hu & Loizou composite measures,
-segmental SNR; mean ± 95 % confidence half-width).
+model = "{source}"  # {source_note}
+enhancer = EnhanceSSL.from_hparams(source=model, run_opts={{"device": "cuda"}})
+enhanced = enhancer.enhance_file("noisy.wav", "enhanced.wav")
+noisy = torch.randn(2, 32000) * 0.1  # or a padded batch of 16 kHz signals in [-1, 1]
+batch = enhancer.enhance_batch(noisy, torch.tensor([1.0, 0.5]))  # relative lengths, as in SpeechBrain
+```
 
-{tables}
+With SpeechBrain's `foreign_class` (the class is named by this folder's `custom_interface.py`;
+the speechbrain-sslse package must be installed):
+
+```python
+from speechbrain.inference.interfaces import foreign_class
+
+model = "{source}"  # {source_note}
+enhancer = foreign_class(source=model, pymodule_file="custom_interface.py", classname="EnhanceSSL")
+enhancer.enhance_file("noisy.wav", "enhanced.wav")
+```
+
+Shell (files, folders or globs; `--device cuda` for a GPU):
+
+```bash
+sslse-enhance noisy.wav more_noisy/ -o enhanced/ --source "{source}"
+```
+
+Inputs at other rates are resampled to 16 kHz and back, each channel is enhanced on its own and
+long files go through {chunk:g} s chunks with a {overlap:g} s cross-fade.
+
+{example}## Results
+
+{results}
 
 ## Training data
 
@@ -134,97 +143,272 @@ segmental SNR; mean ± 95 % confidence half-width).
 ## Limitations
 
 {limitations}
+
+## Files
+
+| file | what |
+| --- | --- |
+| `hyperparams.yaml` | inference hyperparameters (written from the model's constructor arguments) |
+| `enhancer.ckpt` | {ckpt} |
+| `layer_weights.json` | {weights} |
+| `custom_interface.py` | SpeechBrain `foreign_class` entry point (`EnhanceSSL`) |
+{example_files}
+## Citation
+
+{citations}
 """
 
 
-def _results_yaml(summaries: dict[str, dict], name: str) -> str:
-    out = []
+# -- inputs ------------------------------------------------------------------------
+class _TagTolerant(yaml.SafeLoader):
+    """Reads a recipe's hyperparams.yaml for its plain settings; tagged values become None."""
+
+
+_TagTolerant.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def recipe_settings(folder: str) -> dict:
+    """Plain settings of a recipe folder's ``hyperparams.yaml`` ({} for a model folder)."""
+    path = os.path.join(folder, "hyperparams.yaml")
+    if not os.path.isdir(os.path.join(folder, "save")) or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            settings = yaml.load(f, Loader=_TagTolerant)
+    except yaml.YAMLError:
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def read_summary(path: str) -> dict:
+    """An ``sslse-evaluate`` summary.json, current or older format (``n_failed`` before
+    ``n_floored``; no ``n``)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: not a readable summary.json ({err})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("systems"), dict) or not summary["systems"]:
+        raise ConfigError(f"{path}: no 'systems' in this summary.json (written by sslse-evaluate?)")
+    for name, system in summary["systems"].items():
+        system.setdefault("n_floored", system.get("n_failed", 0))
+        if "n" not in system:
+            system["n"] = next((s["n"] for s in system.values() if isinstance(s, dict) and "n" in s), 0)
+    return summary
+
+
+def system_of(summary: dict, name: str) -> tuple[str, dict]:
+    systems = summary["systems"]
+    if name in systems:
+        return name, systems[name]
+    others = [k for k in systems if k != NOISY]
+    if not others:
+        raise ConfigError(f"summary has no system besides {NOISY!r}")
+    return others[0], systems[others[0]]
+
+
+def card_sections(text: str) -> dict[str, str]:
+    """``## Title`` -> body of an existing card."""
+    body = text.split("\n---\n", 1)[1] if text.startswith("---\n") else text
+    sections, title = {}, None
+    for line in body.splitlines():
+        if line.startswith("## "):
+            title = line[3:].strip()
+            sections[title] = []
+        elif title is not None:
+            sections[title].append(line)
+    return {k: "\n".join(v).strip() for k, v in sections.items()}
+
+
+# -- the card ------------------------------------------------------------------------
+def slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower().split("(")[0]).strip("-") or "test-set"
+
+
+def model_index(name: str, summaries: dict[str, dict]) -> list[dict]:
+    """Hub ``model-index`` results: task audio-to-audio, one entry per test set with the
+    model's mean scores (metric ids as in the summaries: pesq, stoi, ...)."""
+    results = []
     for label, summary in summaries.items():
-        system = summary["systems"].get(name) or next(v for k, v in summary["systems"].items() if k != "Noisy")
-        out += [
-            "  - task:",
-            "      type: speech-enhancement",
-            "      name: Speech Enhancement",
-            "    dataset:",
-            f"      name: {json.dumps(label)}",
-            f"      type: {re.sub(r'[^a-z0-9]+', '-', label.lower().split('(')[0]).strip('-')}",
-            "    metrics:",
-        ]
-        for m in METRICS:
-            out += [f"    - type: {m}", f"      value: {system[m]['mean']:.4f}", f"      name: {m.upper()}"]
-    return "\n".join(out) if out else "  []"
+        _, system = system_of(summary, name)
+        scores = [{"type": m, "value": round(float(system[m]["mean"]), 4), "name": LABELS[m]}
+                  for m in LABELS if isinstance(system.get(m), dict) and math.isfinite(system[m].get("mean", math.nan))]
+        if scores:
+            results.append({"task": dict(TASK), "dataset": {"type": slug(label), "name": label},
+                            "metrics": scores})
+    return results
+
+
+def front_matter(enhancer, name: str, summaries: dict[str, dict], license: str, datasets: list[str],
+                 language: str) -> str:
+    ssl = enhancer.ssl
+    tags = ["speech-enhancement", "audio-to-audio", "speechbrain", "speechbrain-sslse", "pytorch"]
+    tags += ["log1p"] if enhancer.input != "ssl" else []
+    tags += ["self-supervised-learning", ssl.model_type] if ssl is not None else []
+    meta = {"language": [language], "license": license, "library_name": "speechbrain",
+            "pipeline_tag": "audio-to-audio", "tags": tags}
+    if datasets:
+        meta["datasets"] = list(datasets)
+    results = model_index(name, summaries)
+    if results:
+        meta["metrics"] = sorted({m["type"] for r in results for m in r["metrics"]}, key=list(LABELS).index)
+        meta["model-index"] = [{"name": name, "results": results}]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n\n"
+
+
+def describe(enhancer) -> str:
+    ssl = enhancer.ssl
+    spectrum = "log1p magnitude spectrum (201 bins)"
+    if ssl is None:
+        return spectrum
+    src = f"`{ssl.source}`" if ssl.source and not ssl.backbone_in_checkpoint else (
+        f"`{ssl.source}`-shaped" if ssl.source else f"a {ssl.model.config.num_hidden_layers}-layer, "
+        f"{ssl.output_size}-dim {ssl.model_type}-shaped")
+    layers = "last layer" if ssl.output == "last" else f"learned weighted sum of {len(ssl.layer_ids)} hidden states"
+    emb = f"{ssl.model_type} embeddings ({src} encoder, {MODES[ssl.mode]}; {layers})"
+    return emb if enhancer.input == "ssl" else f"{spectrum} + {emb}"
+
+
+def default_limitations(enhancer, evaluated: bool) -> str:
+    """Limitations that hold for any model this script exports; say more with --limitations."""
+    ssl = enhancer.ssl
+    lines = [
+        "- Measured only on the test sets under Results; how it does on speech, noise, rooms and microphones "
+        "unlike its training data is unknown." if evaluated else
+        "- Not evaluated: this card holds no measured scores. Score it on data like yours "
+        "(`sslse-evaluate`) before relying on it.",
+        "- Quality depends on the training data (see Training data); noise types it never saw may be "
+        "suppressed little or leave artefacts.",
+        "- 16 kHz processing: other rates are resampled in and out, so nothing above 8 kHz is kept.",
+        "- A real-valued mask on the noisy magnitude with the noisy phase: no dereverberation, and speech "
+        "the noise has destroyed cannot be restored.",
+    ]
+    if ssl is not None and not ssl.backbone_in_checkpoint:
+        lines.append(f"- Loading needs the SSL encoder `{ssl.source}` (downloaded from the Hugging Face Hub, or "
+                     "from its cache when offline).")
+    if ssl is not None and ssl.mode == "scratch":
+        lines.append("- Its SSL encoder was trained from scratch on the enhancement data, not self-supervised "
+                     "pretrained.")
+    return "\n".join(lines)
+
+
+def default_training(settings: dict) -> str:
+    if not settings:
+        return "Not described at export (see the recipe folder this model came from)."
+    keys = [k for k in ("experiment", "data_folder", "number_of_epochs", "batch_size", "lr", "valid_split")
+            if settings.get(k) is not None]
+    listed = ", ".join(f"{k} `{settings[k]}`" for k in keys)
+    return (f"Trained with speechbrain-sslse's `recipes/VCTK/train.py` ({listed}); full settings: the recipe "
+            f"folder's `hyperparams.yaml`. The data itself was not described at export (`--training`).")
 
 
 def model_card(enhancer, name: str, summaries: dict[str, dict], training: str, limitations: str,
-               license: str = "apache-2.0", datasets: list[str] | None = None, source_hint: str | None = None) -> str:
-    from speechbrain_sslse.evaluation import markdown_table
-
+               license: str = "apache-2.0", datasets: list[str] | None = None, hub_id: str | None = None,
+               code_url: str | None = None, example_note: str | None = None, chunk: float = 30.0,
+               overlap: float = 1.0, language: str = "en") -> str:
     ssl = enhancer.ssl
-    what = "log1p spectra only" if ssl is None else f"{ssl.model_type} embeddings ({ssl.output}, {ssl.mode})"
-    input_desc = {"spectrum": "log1p magnitude (201 bins)", "ssl": "SSL embeddings", "cross": "log1p magnitude + SSL embeddings"}[enhancer.input]
-    tables = "\n\n".join(f"**{label}**\n\n{markdown_table(s['systems'])}" for label, s in summaries.items()) or "Not evaluated yet."
-    params = f"{sum(p.numel() for p in enhancer.parameters()) / 1e6:.2f} M"
-    return CARD.format(
-        license=license, ssl_tag="log1p" if ssl is None else ssl.model_type,
-        datasets="\n".join(f"- {d}" for d in (datasets or ["simulated"])), name=name,
-        results=_results_yaml(summaries, name), what=what, input_desc=input_desc, params=params,
-        source_hint=source_hint or f"pretrained/{name}", tables=tables, training=training, limitations=limitations,
-    )
+    total = sum(p.numel() for p in enhancer.parameters())
+    in_ssl = sum(p.numel() for p in ssl.model.parameters()) if ssl is not None else 0
+    params = f"{total / 1e6:.2f} M" + (f" ({in_ssl / 1e6:.2f} M of them in the SSL encoder)" if in_ssl else "")
+    tables = "\n\n".join(f"**{label}**\n\n{markdown_table(s['systems'])}" for label, s in summaries.items())
+    results = ("Measured with `sslse-evaluate` (PESQ wide-band, Hu & Loizou composite measures CSIG / CBAK / "
+               "COVL, STOI, segmental SNR; mean ± 95 % confidence half-width; `floored`: utterances a metric "
+               "could not score, counted at its floor).\n\n" + tables) if tables else (
+        "Not evaluated at export. Score it with `sslse-evaluate` and re-export with `--summary LABEL=summary.json`.")
+    if code_url:
+        install = f'pip install "speechbrain-sslse @ git+{code_url}"'
+    else:
+        install = ("# the speechbrain-sslse package (Python >= 3.10; brings torch, SpeechBrain 1.1, transformers),\n"
+                   f"# version {__version__} or later, from a checkout of its repository:\n"
+                   "pip install /path/to/speechbrain-sslse")
+    source = hub_id or f"/path/to/{name}"
+    source_note = "Hub id, or the path of a local copy of this folder" if hub_id else \
+        "this folder (absolute path), or its Hub id once uploaded"
+    example, example_files = "", ""
+    if example_note:
+        example = (f"## Example\n\n`{EXAMPLE}` is {example_note}; `{EXAMPLE_ENHANCED}` is this model's output for "
+                   "it, written through `EnhanceSSL.enhance_file` when the folder was exported. To hear the "
+                   "difference on your machine:\n\n```python\nimport os\nfrom speechbrain_sslse import EnhanceSSL\n\n"
+                   f'model = "{source}"  # {source_note}\n'
+                   "EnhanceSSL.from_hparams(source=model).enhance_file(os.path.join(model, "
+                   f'"{EXAMPLE}"), "{EXAMPLE_ENHANCED}")  # a local folder\n```\n\n')
+        example_files = (f"| `{EXAMPLE}` | a short real noisy input (16 kHz) |\n"
+                         f"| `{EXAMPLE_ENHANCED}` | its enhanced version (float WAV) |\n")
+    ckpt = "masker" + (" + layer weights and norms" if ssl is not None and ssl.output == "weighted_sum" else "")
+    if ssl is not None:
+        ckpt += " + SSL encoder weights" if ssl.backbone_in_checkpoint else f" (the frozen encoder comes from `{ssl.source}`)"
+    weights = "learned softmax weight of each SSL hidden state" if ssl is not None and ssl.layer_weights is not None \
+        else "empty: no weighted layer sum in this model"
+    body = BODY.format(
+        name=name, what=describe(enhancer), package=f"[speechbrain-sslse]({code_url})" if code_url else "speechbrain-sslse",
+        params=params,
+        install=install, source=source, source_note=source_note, chunk=chunk, overlap=overlap, example=example,
+        results=results, training=training, limitations=limitations, ckpt=ckpt, weights=weights,
+        example_files=example_files, citations=CITATIONS)
+    return front_matter(enhancer, name, summaries, license, datasets or [], language) + body
 
 
-DEFAULT_LIMITATIONS = (
-    "- Trained on a small simulated set (a few hundred utterances, 7 noise recordings) on a CPU: "
-    "far from the paper's VoiceBank-DEMAND models; expect modest gains and artefacts on unseen noise.\n"
-    "- 16 kHz processing; other rates are resampled in and out.\n"
-    "- English read speech only; no dereverberation; masks cannot restore removed speech."
-)
-
-
+# -- export --------------------------------------------------------------------------
 def export(recipe_folder: str, out_folder: str, name: str | None = None, summaries: dict[str, str] | None = None,
-           training: str = "", limitations: str = DEFAULT_LIMITATIONS, ssl_source: str | None = None,
-           datasets: list[str] | None = None) -> str:
-    enhancer = load_model(recipe_folder, ssl_source=ssl_source).mods.enhancer
-    return save_model_folder(enhancer, out_folder, name, summaries, training, limitations, datasets)
-
-
-def save_model_folder(enhancer, out_folder: str, name: str | None = None, summaries: dict[str, str] | None = None,
-                      training: str = "", limitations: str = DEFAULT_LIMITATIONS,
-                      datasets: list[str] | None = None) -> str:
-    """Writes the model folder for an in-memory ``EnhancementModel``."""
+           training: str = "", limitations: str = "", ssl_source: str | None = None,
+           datasets: list[str] | None = None, hub_id: str | None = None, code_url: str | None = None,
+           example: str | None = DEFAULT_EXAMPLE, example_note: str | None = None, license: str = "apache-2.0") -> str:
+    """Loads ``recipe_folder`` (a trained recipe folder, or a model folder) and writes
+    ``out_folder`` with its card; returns ``out_folder``."""
     name = name or os.path.basename(os.path.normpath(out_folder))
-    os.makedirs(out_folder, exist_ok=True)
-    torch.save(enhancer.checkpoint_state_dict(), os.path.join(out_folder, "enhancer.ckpt"))
-    with open(os.path.join(out_folder, "hyperparams.yaml"), "w") as f:
-        f.write(inference_yaml(enhancer))
-    weights = enhancer.layer_weights
-    with open(os.path.join(out_folder, "layer_weights.json"), "w") as f:
-        json.dump({"layers": enhancer.ssl.layer_ids if enhancer.ssl else [],
-                   "weights": weights.tolist() if weights is not None else []}, f, indent=1)
-    loaded = {label: json.load(open(path)) for label, path in (summaries or {}).items()}
-    with open(os.path.join(out_folder, "README.md"), "w") as f:
-        f.write(model_card(enhancer, name, loaded, training or "See the recipe folder's hyperparams.yaml.",
-                           limitations, datasets=datasets, source_hint=out_folder))
-    return out_folder
+    loaded = {label: read_summary(path) for label, path in (summaries or {}).items()}
+    interface = load_model(recipe_folder, ssl_source=ssl_source)
+    enhancer = interface.mods.enhancer
+    settings = recipe_settings(recipe_folder)
+    hub_ssl = settings.get("ssl_source") if ssl_source else None  # what the recipe named, not the local copy
+    old_card = os.path.join(out_folder, "README.md")
+    kept = card_sections(open(old_card, encoding="utf-8").read()) if os.path.isfile(old_card) else {}
+    training = training or kept.get("Training data") or default_training(settings)
+    limitations = limitations or kept.get("Limitations") or default_limitations(enhancer, bool(loaded))
+    if example and not example_note:
+        example_note = DEFAULT_EXAMPLE_NOTE if os.path.abspath(example) == DEFAULT_EXAMPLE else f"`{os.path.basename(example)}`"
+    chunk = float(getattr(interface.hparams, "chunk_seconds", 30.0))
+    overlap = float(getattr(interface.hparams, "overlap_seconds", 1.0))
+    card = model_card(enhancer, name, loaded, training, limitations, license, datasets, hub_id, code_url,
+                      example_note if example else None, chunk, overlap)
+    return save_model_folder(enhancer, out_folder, card=card, example=example or None,
+                             ssl_source=hub_ssl if isinstance(hub_ssl, str) else None, chunk_seconds=chunk,
+                             overlap_seconds=overlap, batch_size=int(getattr(interface.hparams, "batch_size", 4)))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recipe_folder", help="trained recipe output folder (hyperparams.yaml + save/)")
-    ap.add_argument("out_folder")
-    ap.add_argument("--name")
+    ap.add_argument("recipe_folder", help="trained recipe output folder (hyperparams.yaml + save/), or a model folder")
+    ap.add_argument("out_folder", help="the model folder to write (may be recipe_folder itself for a model folder)")
+    ap.add_argument("--name", help="model name (default: the out_folder's name)")
     ap.add_argument("--summary", action="append", default=[], metavar="LABEL=summary.json",
-                    help="evaluation summaries to put in the model card (repeatable)")
-    ap.add_argument("--training", default="", help="training-data paragraph for the card (text or @file)")
-    ap.add_argument("--limitations", default="", help="limitations section for the card (text or @file)")
-    ap.add_argument("--dataset", action="append", default=None, help="dataset tags for the card")
-    ap.add_argument("--ssl_source", help="local folder for a hub encoder when offline")
+                    help="evaluation summary (sslse-evaluate) for the card's results and model-index (repeatable)")
+    ap.add_argument("--training", default="", help="training-data section of the card (text or @file)")
+    ap.add_argument("--limitations", default="", help="limitations section of the card (text or @file)")
+    ap.add_argument("--dataset", action="append", default=None, metavar="HUB_DATASET_ID",
+                    help="Hub id of a dataset the model was trained on (repeatable)")
+    ap.add_argument("--hub_id", help="owner/name the folder will have on the Hub (used in the usage snippets)")
+    ap.add_argument("--code_url", help="git URL of the speechbrain-sslse repository (for the install line)")
+    ap.add_argument("--example", default=DEFAULT_EXAMPLE, help="short noisy file shipped as example.wav ('' for none)")
+    ap.add_argument("--example_note", help="what the example file is, for the card")
+    ap.add_argument("--license", default="apache-2.0")
+    ap.add_argument("--ssl_source", help="local folder for a hub encoder when offline (the card keeps the hub id)")
     args = ap.parse_args(argv)
-    summaries = dict(s.split("=", 1) for s in args.summary)
-    def text(value: str) -> str:
-        return open(value[1:]).read().strip() if value.startswith("@") else value
+    bad = [s for s in args.summary if "=" not in s]
+    if bad:
+        ap.error(f"--summary takes LABEL=path/to/summary.json, got {bad[0]!r}")
 
-    out = export(args.recipe_folder, args.out_folder, args.name, summaries, text(args.training),
-                 text(args.limitations) or DEFAULT_LIMITATIONS, ssl_source=args.ssl_source, datasets=args.dataset)
+    def text(value: str) -> str:
+        return open(value[1:], encoding="utf-8").read().strip() if value.startswith("@") else value
+
+    try:
+        out = export(args.recipe_folder, args.out_folder, args.name, dict(s.split("=", 1) for s in args.summary),
+                     text(args.training), text(args.limitations), ssl_source=args.ssl_source, datasets=args.dataset,
+                     hub_id=args.hub_id, code_url=args.code_url, example=args.example,
+                     example_note=args.example_note, license=args.license)
+    except (ConfigError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"exported -> {out}")
     return 0
 

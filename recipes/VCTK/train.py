@@ -319,6 +319,7 @@ def main(argv: list[str]) -> SSLSEBrain:
             "valid_split": hparams["valid_split"],
             "seed": hparams["seed"],
             "skip_prep": hparams["skip_prep"],
+            "test_pairs": hparams.get("test_pairs"),
         },
     )
     run_on_main(check_checkpoints, args=[hparams["checkpointer"]])

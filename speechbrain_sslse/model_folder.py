@@ -1,0 +1,248 @@
+"""Model folders: what ``EnhanceSSL.from_hparams`` and SpeechBrain's ``foreign_class`` load.
+
+    save_model_folder(model, "my_model", example="noisy.wav")
+    EnhanceSSL.from_hparams(source="my_model")
+
+A folder holds ``hyperparams.yaml`` (inference), ``enhancer.ckpt``, ``layer_weights.json``,
+``custom_interface.py`` (for ``foreign_class``) and, when an example is given, ``example.wav``
+with its enhanced version ``example_enhanced.wav``. The model card (``README.md``) is written by
+the caller (``recipes/VCTK/export.py``).
+
+The YAML is not a template: it is written from the arguments each module was constructed
+with. ``EnhancementModel`` and ``SSLEncoder`` record them (``capture_init``, as asteroid's
+``get_model_args`` and denoiser's ``capture_init`` do), so a new constructor argument travels
+into exported folders without touching this file.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+from typing import Any, Callable
+
+import torch
+import yaml
+
+logger = logging.getLogger(__name__)
+
+FILES = ("hyperparams.yaml", "enhancer.ckpt", "layer_weights.json", "custom_interface.py")
+EXAMPLE, EXAMPLE_ENHANCED = "example.wav", "example_enhanced.wav"
+#: the foreign_class entry point copied into every folder (see custom_interface.py)
+CUSTOM_INTERFACE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "custom_interface.py")
+# bookkeeping keys of a transformers config that do not shape the model
+_DROP_CONFIG_KEYS = {"architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype",
+                     "id2label", "label2id"}
+
+
+# -- constructor arguments -----------------------------------------------------
+def capture_init(init: Callable) -> Callable:
+    """Decorator for an ``nn.Module.__init__``: after construction, ``self.init_args`` holds
+    every constructor argument by name (defaults filled in), so the module can be written
+    back as ``!new:`` YAML. A subclass must decorate its own ``__init__``."""
+    signature = inspect.signature(init)
+    if any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
+        raise TypeError(f"{init.__qualname__}: *args cannot be recorded by name")
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        init(self, *args, **kwargs)
+        recorded = {}
+        for name, value in list(bound.arguments.items())[1:]:  # [0] is self
+            if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                recorded.update(value)
+            else:
+                recorded[name] = value
+        self.init_args = recorded  # set last: the outermost (most derived) __init__ wins
+
+    __init__.captures_init = True
+    return __init__
+
+
+def class_path(module: torch.nn.Module) -> str:
+    cls = type(module)
+    if not getattr(cls.__init__, "captures_init", False) or not hasattr(module, "init_args"):
+        raise TypeError(f"{cls.__qualname__} does not record its constructor arguments; decorate its "
+                        "__init__ with speechbrain_sslse.model_folder.capture_init")
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def folder_args(module: torch.nn.Module, ssl_source: str | None = None) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``module`` for inference from the folder alone.
+
+    Two adjustments to what it was built with: an ``SSLEncoder`` whose weights travel in
+    ``enhancer.ckpt`` (trained, or built from a config) is rebuilt from its config, never from
+    a hub id or a local path, and no cache folder of the training machine is kept; an
+    ``EnhancementModel`` that ignored its encoder (input ``spectrum``) gets none.
+    ``ssl_source``: the name to write for a frozen hub encoder that was loaded from
+    elsewhere (a local copy of it)."""
+    from .lobes import SSLEncoder
+    from .model import EnhancementModel
+
+    args = dict(module.init_args)
+    if isinstance(module, SSLEncoder):
+        if "cache_dir" in args:
+            args["cache_dir"] = None
+        if module.backbone_in_checkpoint and "config" in args and not args["config"]:
+            config = module.model.config.to_dict()
+            args.update(source=None, config={k: v for k, v in config.items()
+                                             if k not in _DROP_CONFIG_KEYS and not k.startswith("_")})
+        elif not module.backbone_in_checkpoint and "source" in args:
+            args["source"] = ssl_source or args["source"]
+            if os.path.exists(os.path.expanduser(str(args["source"]))):
+                logger.warning("the folder loads its SSL encoder from the local path %s; it will not load "
+                               "elsewhere (give the hub id as ssl_source)", args["source"])
+    if isinstance(module, EnhancementModel) and module.ssl is None and "ssl_encoder" in args:
+        args["ssl_encoder"] = None
+    return args
+
+
+class _New:
+    """``!new:<class>`` with keyword arguments."""
+
+    def __init__(self, path: str, kwargs: dict):
+        self.path, self.kwargs = path, kwargs
+
+
+class _Ref(str):
+    """``!ref <key>``."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_New, lambda d, v: d.represent_mapping("!new:" + v.path, v.kwargs))
+_Dumper.add_representer(_Ref, lambda d, v: d.represent_scalar("!ref", f"<{v}>"))
+
+
+def _plain(value: Any, where: str) -> Any:
+    """YAML-safe copy of an argument value (tuples become lists)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    raise TypeError(f"{where}: cannot write a {type(value).__name__} into hyperparams.yaml")
+
+
+def _entries(module: torch.nn.Module, key: str, out: dict, ssl_source: str | None) -> None:
+    """``out[key]`` = ``!new:`` entry of ``module``; module arguments become entries of their
+    own (named after the argument, written first) and are referenced with ``!ref``."""
+    path = class_path(module)
+    kwargs = {}
+    for name, value in folder_args(module, ssl_source).items():
+        if isinstance(value, torch.nn.Module):
+            _entries(value, name, out, ssl_source)
+            kwargs[name] = _Ref(name)
+        else:
+            kwargs[name] = _plain(value, f"{key}.{name}")
+    out[key] = _New(path, kwargs)
+
+
+def inference_yaml(model: torch.nn.Module, chunk_seconds: float = 30.0, overlap_seconds: float = 1.0,
+                   batch_size: int = 4, ssl_source: str | None = None) -> str:
+    """``hyperparams.yaml`` for ``EnhanceSSL``: the model's entries from its constructor
+    arguments, then ``modules`` and the ``pretrainer`` that loads ``enhancer.ckpt``."""
+    from . import __version__
+
+    entries: dict[str, Any] = {}
+    _entries(model, "enhancer", entries, ssl_source)
+    blocks = [
+        {"sample_rate": 16000, "chunk_seconds": float(chunk_seconds), "overlap_seconds": float(overlap_seconds),
+         "batch_size": int(batch_size)},
+        *({k: v} for k, v in entries.items()),
+        {"modules": {"enhancer": _Ref("enhancer")}},
+        {"pretrainer": _New("speechbrain.utils.parameter_transfer.Pretrainer",
+                            {"loadables": {"enhancer": _Ref("enhancer")}})},
+    ]
+    head = (f"# speechbrain-sslse {__version__} inference hyperparameters (written {datetime.date.today()})\n"
+            "# Load with EnhanceSSL.from_hparams(source=<this folder or its Hub id>), or with SpeechBrain's\n"
+            "# foreign_class(source=..., pymodule_file=\"custom_interface.py\", classname=\"EnhanceSSL\").\n"
+            "# chunk_seconds: longer inputs are enhanced in chunks overlapping by overlap_seconds.\n")
+    body = "\n".join(yaml.dump(b, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+                     for b in blocks)
+    return head + re.sub(r"!ref '(<[A-Za-z_][A-Za-z0-9_]*>)'", r"!ref \1", body)  # SpeechBrain's spelling
+
+
+# -- the folder ------------------------------------------------------------------
+def _write_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _same_state(path: str, state: dict[str, torch.Tensor]) -> bool:
+    try:
+        old = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable: write a new one
+        return False
+    return (isinstance(old, dict) and old.keys() == state.keys()
+            and all(old[k].dtype == v.dtype and torch.equal(old[k], v.cpu()) for k, v in state.items()))
+
+
+def save_checkpoint(model: torch.nn.Module, path: str) -> bool:
+    """Writes ``model``'s checkpoint state; a file that already holds exactly these tensors
+    is left as it is (re-exports do not rewrite unchanged weights). True if written."""
+    state = model.checkpoint_state_dict()
+    if os.path.isfile(path) and _same_state(path, state):
+        return False
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return True
+
+
+def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hparams) -> str:
+    """Copies ``example`` into the folder as ``example.wav`` (bytes unchanged) and writes its
+    enhanced version through ``EnhanceSSL.enhance_file`` on CPU, on a copy of ``model`` (the
+    caller's model keeps its device, train mode and gradients)."""
+    import copy
+
+    from .inference import EnhanceSSL
+
+    target = os.path.join(out_folder, EXAMPLE)
+    if os.path.abspath(example) != os.path.abspath(target):
+        shutil.copyfile(example, target)
+    copied = copy.deepcopy(model).cpu()
+    enhancer = EnhanceSSL(modules={"enhancer": copied}, hparams={"enhancer": copied, **hparams}, run_opts={"device": "cpu"})
+    enhanced = os.path.join(out_folder, EXAMPLE_ENHANCED)
+    enhancer.enhance_file(target, enhanced)
+    return enhanced
+
+
+def save_model_folder(model: torch.nn.Module, out_folder: str, card: str | None = None,
+                      example: str | None = None, ssl_source: str | None = None,
+                      chunk_seconds: float = 30.0, overlap_seconds: float = 1.0, batch_size: int = 4) -> str:
+    """Writes the model folder of an in-memory ``EnhancementModel`` (see the module docstring).
+
+    card: ``README.md`` text (None: no card is written, an existing one is kept).
+    example: a short noisy audio file to ship as ``example.wav`` with its enhanced version.
+    ssl_source: hub id to name for a frozen encoder that was loaded from a local copy.
+    Other files already in the folder (an ``eval/`` folder, say) are left alone."""
+    model = getattr(model, "module", model)  # DDP / DataParallel wrapper
+    yaml_text = inference_yaml(model, chunk_seconds, overlap_seconds, batch_size, ssl_source)
+    os.makedirs(out_folder, exist_ok=True)
+    save_checkpoint(model, os.path.join(out_folder, "enhancer.ckpt"))
+    _write_text(os.path.join(out_folder, "hyperparams.yaml"), yaml_text)
+    weights = model.layer_weights
+    _write_text(os.path.join(out_folder, "layer_weights.json"), json.dumps(
+        {"layers": model.ssl.layer_ids if model.ssl is not None else [],
+         "weights": weights.tolist() if weights is not None else []}, indent=1))
+    target = os.path.join(out_folder, "custom_interface.py")
+    if os.path.abspath(target) != CUSTOM_INTERFACE:
+        shutil.copyfile(CUSTOM_INTERFACE, target)
+    if example is not None:
+        enhance_example(model, example, out_folder, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
+                        batch_size=batch_size)
+    if card is not None:
+        _write_text(os.path.join(out_folder, "README.md"), card)
+    return out_folder

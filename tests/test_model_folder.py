@@ -1,0 +1,214 @@
+"""Model folders: written by the library from constructor arguments, Hub model cards that
+parse, SpeechBrain's foreign_class, the shipped folders, and fine-tuning data given as
+CLEAN_DIR:NOISY_DIR pairs (the recipe and export.py run as a user runs them)."""
+import glob
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+import torch
+from conftest import MINI_SET, ROOT, tiny_config
+from huggingface_hub import ModelCard
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_sslse import EnhanceSSL, EnhancementModel, SSLEncoder
+from speechbrain_sslse.inference import load_model
+from speechbrain_sslse.model_folder import capture_init, inference_yaml, save_model_folder
+
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "pretrained", "*", "hyperparams.yaml")))
+SHIPPED = [os.path.dirname(p) for p in SHIPPED]
+EXPORT = os.path.join(ROOT, "recipes", "VCTK", "export.py")
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_WAIT_POLICY="PASSIVE")
+
+
+def _run(args, cwd):
+    res = subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+@pytest.fixture()
+def offline(monkeypatch, tmp_path):
+    """No network, and a working directory that is not the repository."""
+    def deny(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", deny)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A recipe trained on CLEAN_DIR:NOISY_DIR pairs with names of our own (the README's
+    fine-tuning command), exported without and with --summary."""
+    tmp = tmp_path_factory.mktemp("folders")
+    data = tmp / "mine"
+    for split, official in (("train", "trainset_28spk_wav"), ("test", "testset_wav")):
+        for side in ("clean", "noisy"):
+            for k, src in enumerate(sorted(glob.glob(os.path.join(MINI_SET, f"{side}_{official}", "*.wav")))):
+                dst = data / split / side / f"group{k % 2}" / f"utt_{os.path.basename(src)}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, dst)
+    run = tmp / "run"
+    _run([os.path.join(ROOT, "recipes", "VCTK", "train.py"), os.path.join(ROOT, "hparams", "smoke.yaml"),
+          f"--output_folder={run}", "--number_of_epochs=1", "--num_workers=0",
+          f"--data_folder={data / 'train' / 'clean'}:{data / 'train' / 'noisy'}",
+          f"--test_pairs={data / 'test' / 'clean'}:{data / 'test' / 'noisy'}"], cwd=tmp)
+    plain = tmp / "plain"
+    _run([EXPORT, str(run), str(plain)], cwd=tmp)
+    summary = json.load(open(os.path.join(SHIPPED[0], "eval", "dns3_real", "summary.json")))  # older format
+    summary["systems"] = {"Noisy": summary["systems"]["Noisy"],
+                          "carded": dict(next(v for k, v in summary["systems"].items() if k != "Noisy"),
+                                         n_floored=0)}
+    (tmp / "summary.json").write_text(json.dumps(summary))
+    carded = tmp / "carded"
+    _run([EXPORT, str(plain), str(carded), "--summary", f"DNS-3 pairs (5)={tmp / 'summary.json'}",
+          "--hub_id", "someone/carded", "--dataset", "someone/dns3-pairs"], cwd=tmp)
+    return run, plain, carded, summary
+
+
+def _card(folder):
+    return ModelCard.load(os.path.join(folder, "README.md"))
+
+
+def _check_card(folder, summaries):
+    """Hub front matter, model-index holding each summary's scores, install, CPU / GPU /
+    foreign_class usage, both citations, the example files."""
+    card = _card(folder)
+    assert card.data.pipeline_tag == "audio-to-audio" and card.data.library_name == "speechbrain"
+    results = card.data.eval_results or []
+    assert len({(r.dataset_type, r.dataset_name) for r in results}) == len(summaries)
+    assert all(r.task_type == "audio-to-audio" for r in results)
+    name = card.data.model_name
+    for summary in summaries:
+        system = summary["systems"].get(name) or next(v for k, v in summary["systems"].items() if k != "Noisy")
+        scored = {(r.metric_type, r.metric_value) for r in results}
+        for metric in ("pesq", "csig", "cbak", "covl", "stoi", "ssnr"):
+            assert (metric, round(system[metric]["mean"], 4)) in scored, metric
+    text = card.text
+    for needle in ("pip install", "EnhanceSSL.from_hparams(source=model)", 'run_opts={"device": "cuda"}',
+                   'pymodule_file="custom_interface.py", classname="EnhanceSSL"', "@inproceedings{hung22_interspeech",
+                   "@article{speechbrain_v1", "## Limitations", "## Training data", "example.wav"):
+        assert needle in text, needle
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):  # every snippet is valid Python
+        compile(block, f"{folder}/README.md", "exec")
+    example = sf.info(os.path.join(folder, "example.wav"))
+    assert example.samplerate == 16000 and example.frames <= 5 * 16000
+    assert sf.info(os.path.join(folder, "example_enhanced.wav")).frames == example.frames
+    return card
+
+
+def _foreign_class_matches_enhance_ssl(folder):
+    from speechbrain.inference.interfaces import foreign_class
+
+    example = os.path.join(folder, "example.wav")
+    foreign = foreign_class(source=folder, pymodule_file="custom_interface.py", classname="EnhanceSSL")
+    direct = EnhanceSSL.from_hparams(folder)
+    a, b = foreign.enhance_file(example), direct.enhance_file(example)
+    stored = torch.from_numpy(sf.read(os.path.join(folder, "example_enhanced.wav"), dtype="float32")[0])
+    assert torch.equal(a, b) and torch.equal(a, stored)
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=os.path.basename)
+def test_shipped_folder_is_a_hub_model_folder(folder, offline):
+    summaries = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(folder, "eval", "*", "summary.json")))]
+    assert summaries, "shipped models keep their evaluation summaries"
+    _check_card(folder, summaries)
+    _foreign_class_matches_enhance_ssl(folder)
+
+
+def test_export_without_summary_parses(exported):
+    _, plain, _, _ = exported
+    card = _card(plain)
+    assert card.data.pipeline_tag == "audio-to-audio" and not card.data.eval_results
+    assert "Not evaluated" in card.text and "small simulated set" not in card.text  # limits fit this model
+    assert not (plain / "README.md").read_text().count("results: []")
+
+
+def test_exported_card_with_summary(exported, offline):
+    _, _, carded, summary = exported
+    card = _check_card(carded, [summary])
+    assert card.data.datasets == ["someone/dns3-pairs"]
+    assert 'model = "someone/carded"' in card.text
+    _foreign_class_matches_enhance_ssl(str(carded))
+
+
+def test_export_round_trip_equals_the_training_time_model(exported, offline):
+    run, plain, _, _ = exported
+    trained = load_model(str(run))  # the recipe folder's best checkpoint, built from its hparams
+    folder = EnhanceSSL.from_hparams(str(plain))
+    wavs = [torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in sorted(glob.glob(os.path.join(MINI_SET, "noisy_*", "*.wav")))[:4]]
+    n = max(len(w) for w in wavs)
+    batch = torch.stack([torch.nn.functional.pad(w, (0, n - len(w))) for w in wavs])
+    lengths = torch.tensor([len(w) / n for w in wavs])
+    assert torch.equal(trained.enhance_batch(batch, lengths), folder.enhance_batch(batch, lengths))
+    # the YAML came from the constructor arguments: the smoke config as given, not a config dump
+    text = (plain / "hyperparams.yaml").read_text()
+    assert "!new:speechbrain_sslse.model.EnhancementModel" in text and "vocab_size" not in text
+    # the recipe read the pairs by their own names (relative path, "/" -> "_")
+    test = json.load(open(run / "test.json"))
+    assert sorted(test) == ["group0_utt_0015", "group0_utt_0072", "group0_utt_0523", "group1_utt_0016", "group1_utt_0398"]
+    assert all(e["clean_wav"].replace("clean", "noisy") == e["noisy_wav"] for e in test.values())
+
+
+class _Wide(EnhancementModel):
+    def __init__(self, width: int = 64):
+        super().__init__(None, input="spectrum", hidden_size=width, num_layers=1)
+
+
+def test_yaml_is_built_from_constructor_arguments(tmp_path, offline):
+    torch.manual_seed(0)
+    ssl = SSLEncoder(config=tiny_config("hubert"), mode="partial", output="last", layers=[0, 2],
+                     feature_grad_mult=0.5)
+    model = EnhancementModel(ssl, input="ssl", hidden_size=32, num_layers=1)
+    assert ssl.init_args["layers"] == [0, 2] and model.init_args["hidden_size"] == 32
+    folder = save_model_folder(model, str(tmp_path / "m"))
+    hparams = load_hyperpyyaml(open(os.path.join(folder, "hyperparams.yaml")))
+    rebuilt = hparams["enhancer"]
+    assert {k: v for k, v in rebuilt.init_args.items() if k != "ssl_encoder"} == \
+        {k: v for k, v in model.init_args.items() if k != "ssl_encoder"}
+    assert rebuilt.ssl.init_args == ssl.init_args
+    x = torch.randn(2, 8000) * 0.1
+    with torch.no_grad():
+        expected = model.eval().enhance(x)
+    loaded = EnhanceSSL.from_hparams(folder)
+    assert torch.equal(loaded.enhance_batch(x), expected)
+    # a subclass that does not record its own arguments cannot be written wrongly
+    with pytest.raises(TypeError, match="capture_init"):
+        inference_yaml(_Wide())
+    _Wide.__init__ = capture_init(_Wide.__init__)
+    assert "!new:test_model_folder._Wide\n  width: 64" in inference_yaml(_Wide())
+
+
+def test_frozen_hub_encoder_is_named_not_copied(tiny_folders, tmp_path):
+    model = EnhancementModel(SSLEncoder(source=tiny_folders["wavlm"], cache_dir="/somewhere"), input="cross")
+    text = inference_yaml(model, ssl_source="owner/tiny-wavlm")
+    assert "source: owner/tiny-wavlm" in text and "cache_dir: null" in text and "config: null" in text
+    save_model_folder(model, str(tmp_path / "m"))
+    assert not any(k.startswith("ssl.model.") for k in torch.load(tmp_path / "m" / "enhancer.ckpt"))
+
+
+def test_re_export_keeps_unchanged_weights_byte_identical(tmp_path):
+    model = EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1)
+    ckpt = tmp_path / "m" / "enhancer.ckpt"
+    save_model_folder(model, str(tmp_path / "m"))
+    before, mtime = ckpt.read_bytes(), ckpt.stat().st_mtime_ns
+    save_model_folder(model, str(tmp_path / "m"))
+    assert ckpt.read_bytes() == before and ckpt.stat().st_mtime_ns == mtime
+    with torch.no_grad():
+        model.masker.out.bias.add_(1.0)
+    save_model_folder(model, str(tmp_path / "m"))
+    assert ckpt.read_bytes() != before
+
+
+def test_nothing_imports_the_exporter_from_recipes():
+    pattern = re.compile(r"^\s*(import export\b|from export import)", re.M)
+    for path in glob.glob(os.path.join(ROOT, "tests", "*.py")) + glob.glob(os.path.join(ROOT, "benchmarks", "*.py")):
+        assert not pattern.search(open(path, encoding="utf-8").read()), path
+    assert "recipes" not in open(os.path.join(ROOT, "benchmarks", "long_file.py")).read().split("CHILD")[0]
