@@ -23,6 +23,23 @@ PENDING = METAFNAME + ".pending"
 _TEXT_STATE = {"brain.ckpt", "counter.ckpt"}  # SpeechBrain writes these as YAML / plain text
 
 
+#: checkpoint selection keys: validation L1 loss (the method) or PESQ
+CKPT_KEYS = {"loss": "min_key", "pesq": "max_key", "stoi": "max_key"}
+
+
+def best_checkpoint(ckpt_key: str) -> dict[str, str]:
+    """``min_key=`` / ``max_key=`` for SpeechBrain's checkpoint calls: the one place that
+    knows which way each selection key is better."""
+    if ckpt_key not in CKPT_KEYS:
+        raise ValueError(f"ckpt_key must be one of {sorted(CKPT_KEYS)}, got {ckpt_key!r}")
+    return {CKPT_KEYS[ckpt_key]: ckpt_key}
+
+
+def keep_best(ckpt_key: str) -> dict[str, list[str]]:
+    """The same choice in ``save_and_keep_only``'s form (``min_keys=[...]``)."""
+    return {arg + "s": [key] for arg, key in best_checkpoint(ckpt_key).items()}
+
+
 class CheckpointError(RuntimeError):
     """No usable checkpoint to resume from; the message says which file and why."""
 

@@ -318,14 +318,13 @@ def _load_model(path: str, ssl_source: str | None, device: str, precision: str) 
     if os.path.isdir(os.path.join(path, "save")) and os.path.isfile(os.path.join(path, "hyperparams.yaml")):
         from speechbrain.utils.checkpoints import Checkpointer
 
+        from .checkpoints import best_checkpoint
         from .hparams import load_hparams
 
         hparams = load_hparams(os.path.join(path, "hyperparams.yaml"), {"ssl_source": ssl_source} if ssl_source else {})
         enhancer = hparams["enhancer"]
-        key = hparams.get("ckpt_key", "loss")
         found = Checkpointer(os.path.join(path, "save"), {"enhancer": enhancer}).recover_if_possible(
-            min_key="loss" if key == "loss" else None, max_key=key if key != "loss" else None
-        )
+            **best_checkpoint(hparams.get("ckpt_key", "loss")))
         if found is None:
             raise ConfigError(f"{path}: no checkpoint in save/")
         return EnhanceSSL(modules={"enhancer": enhancer}, hparams={"enhancer": enhancer}, run_opts=run_opts)

@@ -253,3 +253,11 @@ class SSLEncoder(nn.Module):
             return last, frame_lens
         states, frame_lens, _ = self.hidden_states(wav, lengths)
         return self.layer_sum(states), frame_lens
+
+
+def ssl_encoder_for(input: str, **kwargs) -> "SSLEncoder | None":
+    """The encoder an ``input`` kind needs: None for ``spectrum`` (log1p only), else an
+    ``SSLEncoder(**kwargs)``. hparams build the encoder through this, so the one setting
+    ``input`` decides whether an SSL model exists (a log1p row never builds one)."""
+    return None if input == "spectrum" else SSLEncoder(**kwargs)
+

@@ -24,7 +24,7 @@ from speechbrain.utils.parameter_transfer import Pretrainer
 from speechbrain_sslse import metrics
 from speechbrain_sslse.plots import plot_weight_history
 from speechbrain_sslse.audio import write_audio
-from speechbrain_sslse.checkpoints import CheckpointError, check_checkpoints
+from speechbrain_sslse.checkpoints import CheckpointError, best_checkpoint, check_checkpoints, keep_best
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.data import random_crop_pair, random_gain, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
@@ -34,6 +34,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prepare_vctk import PrepError, prepare_vctk  # noqa: E402
 
 logger = get_logger(__name__)
+
+
+def floored(name: str):
+    """``metrics.<name>(reference, estimate)`` for MetricStats' (predict, target) order, with
+    the metric's floor for an estimate it cannot score."""
+    fn = {"pesq": metrics.pesq_wb, "stoi": metrics.stoi}[name]
+
+    def score(predict: torch.Tensor, target: torch.Tensor) -> float:
+        try:
+            return fn(target.numpy(), predict.numpy())
+        except metrics.MetricError:
+            return metrics.FLOORS[name]
+
+    return score
 
 
 class SSLSEBrain(sb.Brain):
@@ -55,54 +69,30 @@ class SSLSEBrain(sb.Brain):
         # Mean L1 between enhanced and clean log1p spectra (frames past each end masked).
         loss = sb.nnet.losses.l1_loss(out.enhanced, target, length=lens)
         if stage != sb.Stage.TRAIN:
-            self._score(batch.id, self.enhancer.resynthesize(out), clean, out.sample_lens, stage)
+            wavs = self.enhancer.resynthesize(out).float()
+            for stats in self.scores.values():
+                stats.append(batch.id, predict=wavs, target=clean.float(), lengths=lens)
+            if stage == sb.Stage.TEST:  # float WAV: no clipping or quantisation of the output
+                for uid, wav, n in zip(batch.id, wavs, out.sample_lens.tolist()):
+                    write_audio(os.path.join(self.hparams.enhanced_folder, f"{uid}.wav"), wav[:n].cpu(), subtype="FLOAT")
         return loss
 
-    def _score(self, ids, wavs, clean, lengths, stage):
-        for uid, wav, ref, n in zip(ids, wavs, clean, lengths.tolist()):
-            wav, ref = wav[:n].float().cpu(), ref[:n].float().cpu()
-            if stage == sb.Stage.TEST:
-                # float WAV: no clipping or quantisation of the unnormalised output
-                write_audio(os.path.join(self.hparams.enhanced_folder, f"{uid}.wav"), wav, subtype="FLOAT")
-            for name, fn in (("pesq", metrics.pesq_wb), ("stoi", metrics.stoi)):
-                try:
-                    self.scores[name].append(fn(ref.numpy(), wav.numpy()))
-                except metrics.MetricError as err:
-                    logger.warning("%s: %s not scored: %s", uid, name, err)
-
     def on_stage_start(self, stage, epoch=None):
-        self.scores = {"pesq": [], "stoi": []}
+        # per-utterance PESQ / STOI through SpeechBrain's MetricStats; an utterance a metric
+        # cannot score counts at that metric's floor (never skipped)
+        self.scores = {name: sb.utils.metric_stats.MetricStats(metric=floored(name), batch_eval=False)
+                       for name in ("pesq", "stoi")}
         mixer = getattr(self, "dynamic_mixing", None)
         if stage == sb.Stage.TRAIN and mixer is not None:
             # before the loader's workers start: mixtures of this epoch = f(seed, epoch, index)
             mixer.set_epoch(epoch)
 
-    def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        self.batches_seen = getattr(self, "batches_seen", 0) + 1
-
-    def _record_replica(self, epoch):
-        """Under torchrun, each rank records what it trained and its layer weights, so a
-        run can be checked for replicas that drifted apart (they must not, with DDP)."""
-        if not torch.distributed.is_initialized():
-            return
-        folder = os.path.join(self.hparams.output_folder, "replicas")
-        os.makedirs(folder, exist_ok=True)
-        weights = self.enhancer.layer_weights
-        state = {"rank": torch.distributed.get_rank(), "epoch": epoch, "batches": getattr(self, "batches_seen", 0),
-                 "layer_weights": None if weights is None else weights.tolist(),
-                 "masker_checksum": float(sum(p.double().sum() for p in self.enhancer.masker.parameters()))}
-        with open(os.path.join(folder, f"rank{state['rank']}.json"), "w") as f:
-            json.dump(state, f)
-
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
             return
-        stats = {"loss": stage_loss}
-        for name, values in self.scores.items():
-            stats[name] = sum(values) / len(values) if values else float("nan")
+        stats = {"loss": stage_loss, **{name: s.summarize("average") for name, s in self.scores.items()}}
         if stage == sb.Stage.VALID:
-            self._record_replica(epoch)
             weights = self.enhancer.layer_weights
             if weights is not None and if_main_process():
                 with open(os.path.join(self.hparams.output_folder, "layer_weights.jsonl"), "a") as f:
@@ -111,12 +101,8 @@ class SSLSEBrain(sb.Brain):
             self.hparams.train_logger.log_stats(
                 {"epoch": epoch}, train_stats={"loss": self.train_loss}, valid_stats=stats
             )
-            key = self.hparams.ckpt_key
             self.checkpointer.save_and_keep_only(
-                meta=stats,
-                min_keys=["loss"] if key == "loss" else None,
-                max_keys=["pesq"] if key == "pesq" else None,
-                num_to_keep=self.hparams.ckpt_num_to_keep,
+                meta=stats, num_to_keep=self.hparams.ckpt_num_to_keep, **keep_best(self.hparams.ckpt_key)
             )
         elif stage == sb.Stage.TEST:
             self.hparams.train_logger.log_stats(
@@ -350,13 +336,8 @@ def main(argv: list[str]) -> SSLSEBrain:
     weights_log = os.path.join(hparams["output_folder"], "layer_weights.jsonl")
     if if_main_process() and os.path.exists(weights_log):  # the weights as a picture, too
         plot_weight_history(weights_log, os.path.join(hparams["output_folder"], "layer_weights.png"))
-    key = hparams["ckpt_key"]
-    brain.evaluate(
-        datasets["test"],
-        min_key="loss" if key == "loss" else None,
-        max_key="pesq" if key == "pesq" else None,
-        test_loader_kwargs=hparams["eval_dataloader_options"],
-    )
+    brain.evaluate(datasets["test"], test_loader_kwargs=hparams["eval_dataloader_options"],
+                   **best_checkpoint(hparams["ckpt_key"]))
     if torch.distributed.is_initialized():  # without this, gloo ranks can hang at exit
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
