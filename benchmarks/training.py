@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Training-step speed per SSL mode at the recipe's 20,480-sample crops.
+"""Training-step speed per SSL mode at the recipe's 20,480-sample crops, and (with
+``--data_folder``) whole training steps fed by dynamic mixing vs the static pre-rendered
+set of the same folder, through the same DataLoader settings.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/training.py --threads 2 --json benchmarks/results/training_cpu.json
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/training.py --modes none --model log1p \
+        --data_folder data/sim_vbd_dm --batch 16 --json benchmarks/results/training_data_cpu.json
 
 One step = forward, L1 loss on log1p, backward, the method's two Adam optimisers (head
 1e-4, SSL 1e-5 when it trains), exactly as the recipe's Brain does it. WavLM Base+ WS +
@@ -39,6 +43,76 @@ def make_step(enhancer, noisy, clean):
     return step
 
 
+class StaticPairs(torch.utils.data.Dataset):
+    """The rendered training pairs of a simulated folder, read, cropped and gained per item
+    exactly as the recipe's static pipeline does (read_audio, random_crop_pair, random_gain)."""
+
+    def __init__(self, folder: str, crop: int):
+        from speechbrain_sslse.audio import list_audio
+
+        self.noisy = list_audio(os.path.join(folder, "noisy_trainset_28spk_wav"))
+        self.clean = [p.replace("noisy_trainset_28spk_wav", "clean_trainset_28spk_wav") for p in self.noisy]
+        self.crop = crop
+
+    def __len__(self):
+        return len(self.noisy)
+
+    def __getitem__(self, i):
+        from speechbrain.dataio.dataio import read_audio
+
+        from speechbrain_sslse.data import random_crop_pair, random_gain
+
+        noisy, clean = random_gain(*random_crop_pair(read_audio(self.noisy[i]), read_audio(self.clean[i]), self.crop))
+        return {"id": str(i), "noisy_sig": noisy, "clean_sig": clean}
+
+
+def data_pipelines(args) -> list[dict]:
+    """Examples per second of whole training steps (loading + step) for both inputs, timed
+    in alternating rounds so that a change in machine load hits both alike; plus the
+    loading cost per item on its own."""
+    import time
+
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from speechbrain_sslse.mixing import DynamicMixDataset
+
+    total = args.batch * (args.steps + 4)
+    sets = {
+        "static": StaticPairs(args.data_folder, args.crop),
+        "dynamic mixing": DynamicMixDataset.from_simulation(
+            os.path.join(args.data_folder, "simulation.json"), items_per_epoch=total, crop=args.crop,
+            babble_tracks=24, ssn_tracks=8),
+    }
+    enhancer = build(args.model).train()
+    batches, stats = {}, {}
+    for name, dataset in sets.items():
+        sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=total)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, sampler=sampler, num_workers=args.workers,
+                                             collate_fn=PaddedBatch, drop_last=True)
+        batches[name] = iter(loader)
+        first = next(batches[name])  # warm-up: worker start and one step
+        make_step(enhancer, first.noisy_sig.data, first.clean_sig.data)()
+        start = time.perf_counter()
+        for i in range(100):
+            dataset[i % len(dataset)]
+        stats[name] = {"examples": 0, "seconds": 0.0, "load_ms_per_item": (time.perf_counter() - start) * 10}
+    rounds = 4
+    for _ in range(rounds):
+        for name in sets:
+            start = time.perf_counter()
+            for _, batch in zip(range(args.steps // rounds), batches[name]):
+                make_step(enhancer, batch.noisy_sig.data, batch.clean_sig.data)()
+                stats[name]["examples"] += batch.noisy_sig.data.shape[0]
+            stats[name]["seconds"] += time.perf_counter() - start
+    rows = []
+    for name, st in stats.items():
+        rows.append({"input": name, "examples_per_s": st["examples"] / st["seconds"], **st})
+        print(f"{name:15s} {rows[-1]['examples_per_s']:.2f} examples/s ({st['examples']} examples, "
+              f"{st['seconds']:.1f} s, {args.workers} loader worker(s)); loading alone {st['load_ms_per_item']:.2f} ms/item")
+    print(f"dynamic mixing / static: {rows[1]['examples_per_s'] / rows[0]['examples_per_s']:.2f}")
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="wavlm_base_ws_log1p")
@@ -49,14 +123,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--data_folder", help="a simulate_vbd.py folder: compare dynamic mixing with its static set")
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per input pipeline")
+    ap.add_argument("--workers", type=int, default=1, help="DataLoader workers (the dm_log1p recipe uses 1)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.modes == "none" and not args.data_folder:
+        ap.error("--modes none measures nothing without --data_folder")
     torch.manual_seed(0)
     noisy = torch.randn(args.batch, args.crop, device=args.device) * 0.1
     clean = noisy * 0.5
     rows = []
-    for mode in args.modes.split(","):
+    for mode in [m for m in args.modes.split(",") if m != "none"]:
         enhancer = build(args.model, mode=mode).to(args.device).train()
         with PeakMemory(args.device) as mem:
             t = timeit(make_step(enhancer, noisy, clean), args.repeats, args.device, warmup=2)
@@ -80,6 +159,8 @@ def main(argv=None) -> dict:
         ratio = by_mode["frozen"]["examples_per_s"] / by_mode["entire"]["examples_per_s"]
         print(f"\nfrozen / entire examples per second: {ratio:.2f}x")
     result = {"environment": env, "batch": args.batch, "crop": args.crop, "model": args.model, "rows": rows}
+    if args.data_folder:
+        result["data_pipelines"] = data_pipelines(args)
     write_json(args.json, result)
     return result
 

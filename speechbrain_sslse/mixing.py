@@ -43,10 +43,11 @@ def active_level(x: np.ndarray, rate: int = SAMPLE_RATE, margin_db: float = 15.9
 
 
 def noise_segment(noise: np.ndarray, length: int, start: int) -> np.ndarray:
-    """``length`` samples of ``noise`` from ``start``; a shorter noise is tiled first."""
-    if len(noise) < length + start:
-        noise = np.tile(noise, -(-(length + start) // len(noise)))
-    return noise[start : start + length]
+    """``length`` samples of ``noise`` from ``start``, wrapping around its end (the same
+    samples as tiling it, without copying a long recording)."""
+    if start + length <= len(noise):
+        return noise[start : start + length]
+    return noise[(start + np.arange(length)) % len(noise)]
 
 
 def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, speech_level: float | None = None
