@@ -92,3 +92,48 @@ def plot_fig3(path: str, layer_ids, curves: dict[str, tuple[np.ndarray, np.ndarr
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def read_train_log(path: str) -> list[dict]:
+    """Per-epoch rows of a recipe's ``train_log.txt`` (SpeechBrain's FileTrainLogger lines
+    ``epoch: 3 - train loss: 8.9e-02 - valid loss: 4.3e-02, valid pesq: 1.61, ...``)."""
+    rows = []
+    for line in open(path, encoding="utf-8"):
+        if not line.startswith("epoch:"):
+            continue
+        row = {}
+        for part in line.replace(" - ", ", ").split(", "):
+            key, _, value = part.partition(":")
+            try:
+                row[key.strip()] = float(value)
+            except ValueError:
+                continue
+        rows.append(row)
+    return rows
+
+
+def plot_training_curves(train_log: str, png_path: str) -> None:
+    """Training and validation loss per epoch, with validation PESQ / STOI beside them."""
+    rows = read_train_log(train_log)
+    if not rows:
+        return
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for key, label in (("train loss", "training L1 (log1p)"), ("valid loss", "validation L1 (log1p)")):
+        ax.plot(epochs, [r.get(key, np.nan) for r in rows], label=label)
+    best = min(rows, key=lambda r: r.get("valid loss", np.inf))
+    ax.axvline(best["epoch"], color="0.6", ls="--", lw=1, label=f"best validation (epoch {best['epoch']:.0f})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax2.plot(epochs, [r.get("valid pesq", np.nan) for r in rows], color="C2", label="validation PESQ")
+    ax2.set_ylabel("PESQ", color="C2")
+    ax3 = ax2.twinx()
+    ax3.plot(epochs, [r.get("valid stoi", np.nan) for r in rows], color="C3", label="validation STOI")
+    ax3.set_ylabel("STOI", color="C3")
+    ax2.set_xlabel("epoch")
+    ax2.set_title("validation scores")
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
