@@ -1,5 +1,7 @@
-"""Shared fixtures: tiny random SSL encoders built from config classes (never downloaded)."""
+"""Shared fixtures: tiny random SSL encoders built from config classes (never downloaded),
+and the recipe run as its users run it (a subprocess; nothing imports from recipes/)."""
 import os
+import subprocess
 import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a hub
@@ -9,10 +11,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPE = os.path.join(ROOT, "recipes", "VCTK")
+RECIPE = os.path.join(ROOT, "recipes", "VCTK")  # run as scripts (subprocess), never imported
 MINI_SET = os.path.join(ROOT, "tests", "samples", "mini_vbd")
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-sys.path.insert(0, RECIPE)
+TRAIN = os.path.join(RECIPE, "train.py")
+SMOKE = os.path.join(ROOT, "hparams", "smoke.yaml")
+RECIPE_ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1",
+                  TRANSFORMERS_OFFLINE="1")
 
 TINY = dict(
     hidden_size=32,
@@ -50,3 +55,23 @@ def tiny_folders(tmp_path_factory):
         model_cls(cfg).save_pretrained(folder)
         folders[model_type] = str(folder)
     return folders
+
+
+def run_recipe(out, *extra, check=True) -> subprocess.CompletedProcess:
+    """``python recipes/VCTK/train.py hparams/smoke.yaml`` on the mini set into ``out``
+    (one thread: runs are reproducible to the bit); fails the test on a non-zero exit
+    unless ``check`` is false."""
+    cmd = [sys.executable, TRAIN, SMOKE, f"--output_folder={out}", f"--data_folder={MINI_SET}", "--num_workers=0",
+           *extra]
+    res = subprocess.run(cmd, env=RECIPE_ENV, capture_output=True, text=True, timeout=900)
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One default smoke run (2 epochs), shared read-only: tests that change a run copy it."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    run_recipe(out)
+    return out

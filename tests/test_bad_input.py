@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from conftest import MINI_SET, tiny_config
 
-from prepare_vctk import PrepError, prepare_vctk
+from speechbrain_sslse.data_prep import PrepError, prepare_vctk
 from speechbrain_sslse import SSLEncoder, EnhancementModel
 from speechbrain_sslse.audio import AudioError, write_audio
 from speechbrain_sslse.cli import enhance_main

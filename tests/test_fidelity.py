@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import MINI_SET, ROOT, SSL_TYPES, TINY, tiny_config
+from conftest import MINI_SET, ROOT, SSL_TYPES, TINY, run_recipe, tiny_config
 
-from prepare_vctk import PrepError, prepare_vctk, split_valid
+from speechbrain_sslse.data_prep import PrepError, prepare_vctk, split_valid
 from speechbrain_sslse import SSLEncoder
 from speechbrain_sslse.data import authors_split, random_crop_pair, validation_crop_pair
 from speechbrain_sslse.errors import ConfigError
@@ -163,38 +163,41 @@ def test_validation_crops_are_reproducible_per_epoch_and_fresh_each_epoch():
     assert int(crop(1, seed=1)[0][0]) != starts[0]
 
 
-def test_recipe_validates_on_epoch_crops_and_says_so(tmp_path):
-    import train as recipe
-
-    out = tmp_path / "run"
+def test_validation_crops_of_a_manifest_are_reproducible_per_epoch_and_fresh_each_epoch(tmp_path):
+    """The recipe's valid_mode=crop pipeline: ``validation_crop_pair(noisy, clean, seed,
+    epoch, utterance id, crop_samples)`` on the files of the validation manifest."""
     h = load_hparams(os.path.join(ROOT, "hparams", "smoke.yaml"),
-                     {"data_folder": MINI_SET, "output_folder": str(out), "valid_mode": "crop",
+                     {"data_folder": MINI_SET, "output_folder": str(tmp_path / "run"), "valid_mode": "crop",
                       "valid_split": "authors"})
-    os.makedirs(out, exist_ok=True)
-    prepare_vctk(MINI_SET, str(out), valid_split="authors")
-    datasets = recipe.dataio_prep(h)
-    valid = datasets["valid"]
-    entry = json.load(open(out / "valid.json"))
+    paths = prepare_vctk(MINI_SET, str(tmp_path / "run"), valid_split="authors")
+    entry = json.load(open(paths["valid"]))
     uid = next(iter(entry))
     full = torch.tensor(sf.read(entry[uid]["noisy_wav"], dtype="float32")[0])
-    counter = h["epoch_counter"]
+    full_clean = torch.tensor(sf.read(entry[uid]["clean_wav"], dtype="float32")[0])
+    crop = h["crop_samples"]
+    assert crop == 20480 and len(full) > crop
     seen = []
     for epoch in (1, 1, 2, 3):
-        counter.current = epoch
-        item = valid[0]
-        noisy = item["noisy_sig"]
-        assert item["id"] == uid and len(noisy) == 20480 and len(item["clean_sig"]) == 20480
+        noisy, clean = validation_crop_pair(full, full_clean, h["seed"], epoch, uid, crop)
+        assert len(noisy) == 20480 and len(clean) == 20480
         start = int(torch.argmin((full.unfold(0, 20480, 1)[:, :64] - noisy[:64]).abs().sum(1)))
         assert torch.equal(full[start : start + 20480], noisy)  # an exact window: no gain
+        assert torch.equal(full_clean[start : start + 20480], clean)  # the same window of both
         seen.append(start)
     assert seen[0] == seen[1] and len(set(seen)) == 3
-    assert len(datasets["test"][0]["noisy_sig"]) > 20480  # the test set stays whole
-    assert "valid_mode=crop" in open(out / "train_log.txt").read()
-    h["valid_mode"] = "whole"
-    assert len(recipe.dataio_prep(h)["valid"][0]["noisy_sig"]) == len(full)
-    h["valid_mode"] = "crops"
-    with pytest.raises(ConfigError, match="valid_mode"):
-        recipe.dataio_prep(h)
+
+
+def test_recipe_validates_on_epoch_crops_and_says_so(tmp_path):
+    run_recipe(tmp_path / "run", "--valid_mode=crop", "--valid_split=authors", "--number_of_epochs=1",
+               "--train_repeats=1")
+    log = open(tmp_path / "run" / "train_log.txt").read()
+    assert "validation: valid_mode=crop (one random 20480-sample crop per utterance and epoch, no gain, seed 999)" in log
+    assert re.search(r"^epoch: 1 - .* valid loss: ", log, re.M)  # it validated
+    for name in os.listdir(tmp_path / "run" / "enhanced_wavs"):  # the test set stays whole
+        noisy = os.path.join(MINI_SET, "noisy_testset_wav", name)
+        assert sf.info(tmp_path / "run" / "enhanced_wavs" / name).frames == sf.info(noisy).frames > 20480
+    bad = run_recipe(tmp_path / "bad", "--valid_mode=crops", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: valid_mode must be one of"), bad.stderr[-2000:]
 
 
 # ---- 4. short utterances: tiled, then cropped at a random offset --------------------------

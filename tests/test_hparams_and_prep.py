@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import MINI_SET, ROOT
 
-from prepare_vctk import PrepError, prepare_vctk
+from speechbrain_sslse.data_prep import PrepError, prepare_vctk
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.hparams import load_hparams
 

@@ -12,7 +12,6 @@ import torch
 import torchaudio.functional as AF
 from conftest import MINI_SET, ROOT
 
-import train as recipe
 from speechbrain_sslse.cli import enhance_main
 from speechbrain_sslse.inference import EnhanceSSL, load_model
 from speechbrain_sslse.model_folder import save_model_folder
@@ -22,14 +21,11 @@ SHIPPED = os.path.join(ROOT, "pretrained", "sslse-log1p-sim")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A smoke-trained recipe folder and its export."""
-    run = tmp_path_factory.mktemp("run")
-    recipe.main([os.path.join(ROOT, "hparams", "smoke.yaml"), f"--output_folder={run}",
-                 f"--data_folder={MINI_SET}", "--num_workers=0"])
+def trained(smoke_run, tmp_path_factory):
+    """A smoke-trained recipe folder (``python recipes/VCTK/train.py hparams/smoke.yaml``) and its export."""
     out = tmp_path_factory.mktemp("exported")
-    save_model_folder(load_model(str(run)).mods.enhancer, str(out))
-    return run, out
+    save_model_folder(load_model(str(smoke_run)).mods.enhancer, str(out))
+    return smoke_run, out
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import MINI_SET
-from simulate_vbd import simulate
 
 from speechbrain_sslse.mixing import DynamicMixDataset, active_level
+from speechbrain_sslse.simulation import simulate
 
 CLEAN = sorted(glob.glob(os.path.join(MINI_SET, "clean_*", "*.wav")))
 

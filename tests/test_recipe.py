@@ -1,27 +1,26 @@
-"""The VCTK recipe end to end on the embedded mini set (tiny random WavLM, CPU)."""
+"""The VCTK recipe end to end on the embedded mini set (tiny random WavLM, CPU), run as its
+users run it (``python recipes/VCTK/train.py hparams/smoke.yaml ...``) and checked by what it
+leaves on disk: train_log.txt, checkpoints, enhanced wavs, layer weights."""
 import glob
 import json
 import os
+import re
+import shutil
 
+import numpy as np
+import soundfile as sf
 import torch
-from conftest import MINI_SET, ROOT
+from conftest import MINI_SET, SMOKE, run_recipe
+from speechbrain.utils.checkpoints import Checkpointer
 
-import train as recipe
 from speechbrain_sslse.data import random_crop_pair
-
-SMOKE = os.path.join(ROOT, "hparams", "smoke.yaml")
-
-
-def _run(tmp_path, *extra):
-    args = [SMOKE, f"--output_folder={tmp_path}", f"--data_folder={MINI_SET}", "--num_workers=0", *extra]
-    return recipe.main(args)
+from speechbrain_sslse.hparams import load_hparams
+from speechbrain_sslse.inference import load_model
 
 
 def _fixed_batch(folder):
     """The training utterances' first 1.28 s (gain 1), to measure the objective."""
     entries = json.load(open(os.path.join(folder, "train.json")))
-    import soundfile as sf
-
     noisy, clean = [], []
     for e in entries.values():
         n, c = random_crop_pair(torch.tensor(sf.read(e["noisy_wav"], dtype="float32")[0]),
@@ -37,82 +36,109 @@ def _objective(enhancer, noisy, clean):
         return float((enhancer(noisy).enhanced - enhancer.log_spectrum(clean)).abs().mean())
 
 
-def test_smoke_recipe_trains_checkpoints_and_enhances(tmp_path):
-    brain = _run(tmp_path)
-    ckpts = glob.glob(str(tmp_path / "save" / "CKPT+*" / "enhancer.ckpt"))
+def _test_stats(folder):
+    """The test scores the recipe logged last (``Epoch loaded: N - test loss: ..., test pesq: ...``)."""
+    line = [ln for ln in open(os.path.join(folder, "train_log.txt")) if ln.startswith("Epoch loaded")][-1]
+    return {k: float(v) for k, v in re.findall(r"test (\w+): ([-+.\deE]+)", line)}
+
+
+def _enhanced(folder):
+    """The recipe's test-time outputs, by file name."""
+    names = sorted(os.listdir(os.path.join(folder, "enhanced_wavs")))
+    return {n: sf.read(os.path.join(folder, "enhanced_wavs", n), dtype="float32")[0] for n in names}
+
+
+def _same_outputs(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def _epochs(folder):
+    return [line.split(" - ")[0] for line in open(os.path.join(folder, "train_log.txt")) if line.startswith("epoch")]
+
+
+def test_smoke_recipe_trains_checkpoints_and_enhances(smoke_run):
+    ckpts = glob.glob(str(smoke_run / "save" / "CKPT+*" / "enhancer.ckpt"))
     assert 1 <= len(ckpts) <= 2  # the most recent, and the best by validation loss if older
-    assert sorted(os.listdir(tmp_path / "enhanced_wavs")) == sorted(
+    assert sorted(os.listdir(smoke_run / "enhanced_wavs")) == sorted(
         os.path.basename(p) for p in glob.glob(os.path.join(MINI_SET, "noisy_testset_wav", "*.wav"))
     )
-    weights = [json.loads(line) for line in open(tmp_path / "layer_weights.jsonl")]
+    weights = [json.loads(line) for line in open(smoke_run / "layer_weights.jsonl")]
     assert [w["epoch"] for w in weights] == [1, 2] and len(weights[0]["weights"]) == 3
-    assert open(tmp_path / "layer_weights.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert brain.test_stats["pesq"] > 1.0 and 0 < brain.test_stats["stoi"] <= 1
+    assert open(smoke_run / "layer_weights.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    stats = _test_stats(smoke_run)  # as logged (2 digits): at least as strict as the unrounded values
+    assert stats["pesq"] > 1.0 and 0 < stats["stoi"] <= 1
+    assert "validation: valid_mode=whole (whole utterances)" in open(smoke_run / "train_log.txt").read()
     # the frozen random encoder is bundled (no hub id could rebuild it), the optimiser of
     # a frozen encoder does not exist
     state = torch.load(ckpts[0])
     assert any(k.startswith("ssl.model.") for k in state)
-    assert not glob.glob(str(tmp_path / "save" / "CKPT+*" / "ssl_optimizer.ckpt"))
+    assert not glob.glob(str(smoke_run / "save" / "CKPT+*" / "ssl_optimizer.ckpt"))
 
 
 def test_short_training_at_least_halves_the_loss(tmp_path):
-    brain = _run(tmp_path, "--number_of_epochs=1", "--lr=0.003")
+    run_recipe(tmp_path, "--number_of_epochs=12", "--lr=0.003")
     noisy, clean = _fixed_batch(tmp_path)
     torch.manual_seed(0)
-    fresh = recipe.load_hparams(SMOKE, {"data_folder": MINI_SET})["enhancer"]
+    # the run's initial weights: the same hparams seed the model the same way
+    fresh = load_hparams(SMOKE, {"data_folder": MINI_SET})["enhancer"]
     before = _objective(fresh, noisy, clean)
-    brain = _run(tmp_path / "long", "--number_of_epochs=12", "--lr=0.003")
-    after = _objective(brain.hparams.enhancer, noisy, clean)
+    # the weights the run ended with: its best checkpoint (the one it tested)
+    after = _objective(load_model(str(tmp_path)).mods.enhancer, noisy, clean)
     print(f"objective before {before:.4f} after {after:.4f}")
     assert after <= 0.5 * before, (before, after)
 
 
 def test_frozen_mode_skips_hub_weights_in_checkpoints(tiny_folders, tmp_path):
-    brain = _run(tmp_path, f"--ssl_source={tiny_folders['wavlm']}", "--ssl_config={}", "--number_of_epochs=1")
+    run_recipe(tmp_path, f"--ssl_source={tiny_folders['wavlm']}", "--ssl_config={}", "--number_of_epochs=1")
     state = torch.load(glob.glob(str(tmp_path / "save" / "CKPT+*" / "enhancer.ckpt"))[0])
     assert not any(k.startswith("ssl.model.") for k in state)
     assert any(k.startswith("ssl.layer_sum.") for k in state)
-    assert brain.hparams.enhancer.ssl.source == tiny_folders["wavlm"]
+    # the folder rebuilds its encoder from the local source it was trained with
+    assert load_model(str(tmp_path)).mods.enhancer.ssl.source == tiny_folders["wavlm"]
 
 
 def test_partial_mode_uses_two_optimisers_without_clipping(tiny_folders, tmp_path):
-    brain = _run(tmp_path, f"--ssl_source={tiny_folders['wavlm']}", "--ssl_config={}",
-                 "--ssl_mode=partial", "--number_of_epochs=1")
-    assert set(brain.optimizers_dict) == {"head", "ssl"}
-    assert brain.optimizers_dict["head"].param_groups[0]["lr"] == 1e-3  # smoke lr
-    assert brain.optimizers_dict["ssl"].param_groups[0]["lr"] == 1e-5
-    assert brain.max_grad_norm == float("inf")
+    run_recipe(tmp_path, f"--ssl_source={tiny_folders['wavlm']}", "--ssl_config={}",
+               "--ssl_mode=partial", "--number_of_epochs=1")
     ckpt = glob.glob(str(tmp_path / "save" / "CKPT+*"))[0]
+    # every optimiser of the run is a recoverable named <name>_optimizer
+    assert {f for f in os.listdir(ckpt) if f.endswith("_optimizer.ckpt")} == {"head_optimizer.ckpt",
+                                                                            "ssl_optimizer.ckpt"}
+    lrs = {name: torch.load(os.path.join(ckpt, f"{name}_optimizer.ckpt"))["param_groups"][0]["lr"]
+           for name in ("head", "ssl")}
+    assert lrs == {"head": 1e-3, "ssl": 1e-5}  # smoke lr; ssl_lr
+    # Brain takes max_grad_norm from the run's hparams (saved resolved in hyperparams.yaml)
+    assert load_hparams(str(tmp_path / "hyperparams.yaml"))["max_grad_norm"] == float("inf")
     assert os.path.exists(os.path.join(ckpt, "ssl_optimizer.ckpt"))
     assert any(k.startswith("ssl.model.encoder") for k in torch.load(os.path.join(ckpt, "enhancer.ckpt")))
 
 
-def test_rerun_resumes_without_repeating_epochs(tmp_path):
-    _run(tmp_path, "--number_of_epochs=2")
-    _run(tmp_path, "--number_of_epochs=3")
-    epochs = [line.split(" - ")[0] for line in open(tmp_path / "train_log.txt") if line.startswith("epoch")]
-    assert epochs == ["epoch: 1", "epoch: 2", "epoch: 3"]
+def test_rerun_resumes_without_repeating_epochs(smoke_run, tmp_path):
+    shutil.copytree(smoke_run, tmp_path / "run")  # a finished 2-epoch run
+    assert _epochs(tmp_path / "run") == ["epoch: 1", "epoch: 2"]
+    run_recipe(tmp_path / "run", "--number_of_epochs=3")
+    assert _epochs(tmp_path / "run") == ["epoch: 1", "epoch: 2", "epoch: 3"]
 
 
-def test_warm_start_loads_the_given_checkpoint_and_resume_wins(tmp_path):
-    _run(tmp_path / "a", "--number_of_epochs=1")
-    ckpt = glob.glob(str(tmp_path / "a" / "save" / "CKPT+*" / "enhancer.ckpt"))[0]
-    brain = _run(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=0")  # no step: the loaded weights
+def test_warm_start_loads_the_given_checkpoint_and_resume_wins(smoke_run, tmp_path):
+    # the checkpoint the smoke run tested with, so its enhanced wavs are that checkpoint's outputs
+    ckpt = Checkpointer(str(smoke_run / "save")).find_checkpoint(min_key="loss").path / "enhancer.ckpt"
     saved = torch.load(ckpt)
-    for key, value in brain.hparams.enhancer.checkpoint_state_dict().items():
-        assert torch.equal(value, saved[key]), key
+    run_recipe(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=0")  # no step: the loaded weights
+    loaded = _enhanced(tmp_path / "b")
+    assert _same_outputs(loaded, _enhanced(smoke_run))  # bit for bit: the very weights of that checkpoint
     # a later rerun with more epochs trains on from there and then resumes its own checkpoint
-    _run(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=1")
+    run_recipe(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=1")
     own = glob.glob(str(tmp_path / "b" / "save" / "CKPT+*" / "enhancer.ckpt"))[0]
-    brain = _run(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=1")
+    trained = _enhanced(tmp_path / "b")
+    run_recipe(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=1")
+    assert _epochs(tmp_path / "b") == ["epoch: 1"]  # resumed, not trained again from the warm start
+    assert _same_outputs(_enhanced(tmp_path / "b"), trained)  # its own checkpoint's outputs
     resumed = torch.load(own)
-    assert all(torch.equal(v, resumed[k]) for k, v in brain.hparams.enhancer.checkpoint_state_dict().items())
     assert not all(torch.equal(resumed[k], saved[k]) for k in saved)
+    assert not _same_outputs(trained, loaded)
 
 
 def test_warm_start_needs_a_file(tmp_path):
-    import pytest
-    from speechbrain_sslse.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="no such file"):
-        _run(tmp_path, "--init_from=/nonexistent/enhancer.ckpt")
+    res = run_recipe(tmp_path, "--init_from=/nonexistent/enhancer.ckpt", check=False)
+    assert res.returncode == 2 and "error: init_from: no such file" in res.stderr, res.stderr[-2000:]

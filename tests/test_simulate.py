@@ -1,4 +1,4 @@
-"""simulate_vbd.py: disjoint splits, active-level SNRs, real pair noise in training only."""
+"""simulation (simulate_vbd.py): disjoint splits, active-level SNRs, real pair noise in training only."""
 import glob
 import json
 import os
@@ -9,9 +9,8 @@ import pytest
 import soundfile as sf
 from conftest import MINI_SET
 
-from simulate_vbd import simulate
-
 from speechbrain_sslse.mixing import TEST_SNRS, TRAIN_SNRS, active_level, pair_noises
+from speechbrain_sslse.simulation import simulate
 
 TRAIN_CLEAN = os.path.join(MINI_SET, "clean_trainset_28spk_wav")
 TRAIN_NOISY = os.path.join(MINI_SET, "noisy_trainset_28spk_wav")

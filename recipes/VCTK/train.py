@@ -22,16 +22,14 @@ from speechbrain.utils.logger import get_logger
 from speechbrain.utils.parameter_transfer import Pretrainer
 
 from speechbrain_sslse import metrics
-from speechbrain_sslse.plots import plot_weight_history
+from speechbrain_sslse.plots import plot_training_curves, plot_weight_history
 from speechbrain_sslse.audio import write_audio
 from speechbrain_sslse.checkpoints import CheckpointError, best_checkpoint, check_checkpoints, keep_best
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.data import random_crop_pair, random_gain, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
+from speechbrain_sslse.data_prep import PrepError, prepare_vctk
 from speechbrain_sslse.mixing import DynamicMixDataset
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prepare_vctk import PrepError, prepare_vctk  # noqa: E402
 
 logger = get_logger(__name__)
 
@@ -336,6 +334,8 @@ def main(argv: list[str]) -> SSLSEBrain:
     weights_log = os.path.join(hparams["output_folder"], "layer_weights.jsonl")
     if if_main_process() and os.path.exists(weights_log):  # the weights as a picture, too
         plot_weight_history(weights_log, os.path.join(hparams["output_folder"], "layer_weights.png"))
+    if if_main_process() and os.path.exists(hparams["train_log"]):  # the curves as a picture, too
+        plot_training_curves(hparams["train_log"], os.path.join(hparams["output_folder"], "training_curves.png"))
     brain.evaluate(datasets["test"], test_loader_kwargs=hparams["eval_dataloader_options"],
                    **best_checkpoint(hparams["ckpt_key"]))
     if torch.distributed.is_initialized():  # without this, gloo ranks can hang at exit

@@ -1,0 +1,125 @@
+"""Build a VoiceBank-DEMAND-like training set from clean speech and noise folders.
+
+For machines without VoiceBank-DEMAND. Mixes the way that corpus was made: train SNRs
+0/5/10/15 dB, test SNRs 2.5/7.5/12.5/17.5 dB, SNR relative to the *active* speech level,
+speaker-disjoint and noise-disjoint train/test splits, a fixed seed. Writes the folder
+layout that ``speechbrain_sslse.data_prep`` (``prepare_vctk.py``) reads (16 kHz mono PCM16).
+From the command line:
+
+    python recipes/VCTK/simulate_vbd.py --speech ../shared/data/speech \
+        --noise ../shared/data/noise --out data/sim_vbd
+
+Speakers: LibriSpeech-style names (``<spk>-<chapter>-<utt>``) give the speaker; any other
+file belongs to its folder's group (one folder = one "speaker", conservative for
+disjointness). Active level: P.56-style (the level c for which the mean power of 10 ms
+frames above c - 15.9 dB equals c), a close, simpler stand-in for ITU-T P.56.
+
+Real noise matters more than more speech: ``train_noise_pairs`` (``--train_noise_pairs
+CLEAN:NOISY``) adds the noise of real paired recordings (noisy minus clean, e.g.
+VoiceBank-DEMAND train pairs, whose noise is real DEMAND) to the *training* noises only.
+The test split does not depend on training options: each split draws from its own seeded
+generator.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from .audio import SAMPLE_RATE, AudioError, list_audio, read_mono_16k, write_audio
+from .data_prep import SUBSETS
+from .mixing import TEST_SNRS, TRAIN_SNRS, mix, pair_noises
+
+_LIBRI = re.compile(r"^(\d+)-\d+-\d+$")
+
+
+def speaker_of(path: str, root: str) -> str:
+    """The speaker of a speech file: LibriSpeech's speaker id, else its folder below ``root``."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    m = _LIBRI.match(stem)
+    return f"libri{m.group(1)}" if m else os.path.relpath(os.path.dirname(path), root)
+
+
+def load_16k(path: str) -> np.ndarray:
+    """A file as 16 kHz mono float64 (downmixed, resampled)."""
+    return read_mono_16k(path, downmix=True).numpy().astype(np.float64)
+
+
+def split(items: list[str], test_fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
+    """(rest, held out): at least one item held out, both lists sorted."""
+    items = sorted(items)
+    rng.shuffle(items)
+    n_test = max(1, round(test_fraction * len(items)))
+    return sorted(items[n_test:]), sorted(items[:n_test])
+
+
+#: (clean, noisy) folder of each split: the VoiceBank-DEMAND layout that data_prep reads
+SUBSET_DIRS = {subset: SUBSETS[subset] for subset in ("train", "valid", "test")}
+
+
+def simulate(
+    speech_roots: list[str], noise_roots: list[str], out: str, seed: int = 999, test_fraction: float = 0.15,
+    noise_test_fraction: float = 0.3, train_mixtures: int = 1, max_seconds: float = 12.0,
+    train_noise_pairs: tuple[str, ...] = (), valid_fraction: float = 0.0, noise_valid_fraction: float = 0.0,
+) -> dict:
+    """Renders the splits and writes ``simulation.json``: what each mixture is made of,
+    and the training speech / noise lists that dynamic mixing draws from."""
+    split_rng = random.Random(seed)
+    by_speaker: dict[str, list[str]] = {}
+    for root in speech_roots:
+        for path in list_audio(root):
+            by_speaker.setdefault(f"{os.path.basename(os.path.normpath(root))}/{speaker_of(path, root)}", []).append(path)
+    noises = [p for root in noise_roots for p in list_audio(root)]
+    if len(by_speaker) < 2 or len(noises) < 2:
+        raise ValueError("need at least two speakers and two noise files for disjoint splits")
+    train_spk, test_spk = split(list(by_speaker), test_fraction, split_rng)
+    train_noise, test_noise = split(noises, noise_test_fraction, split_rng)
+    valid_spk, valid_noise = [], []
+    if valid_fraction > 0:  # speaker-disjoint (and, if asked, noise-disjoint) validation
+        train_spk, valid_spk = split(train_spk, valid_fraction, split_rng)
+        valid_noise = train_noise
+        if noise_valid_fraction > 0:
+            train_noise, valid_noise = split(train_noise, noise_valid_fraction, split_rng)
+    noise_cache = {p: load_16k(p) for p in noises}
+    pair_names = []
+    for spec in train_noise_pairs:  # training only: never in the valid or test split
+        extra = pair_noises(spec)
+        noise_cache.update(extra)
+        pair_names += sorted(extra)
+    spk_index = {s: i for i, s in enumerate(sorted(by_speaker))}
+    summary = {"seed": seed, "train": [], "valid": [], "test": []}
+    for subset, speakers, noise_set, snrs, reps in (
+        ("train", train_spk, train_noise + pair_names, TRAIN_SNRS, train_mixtures),
+        ("valid", valid_spk, valid_noise, TRAIN_SNRS, 1),
+        ("test", test_spk, test_noise, TEST_SNRS, 1),
+    ):
+        rng = random.Random(f"{seed}-{subset}")  # the test split ignores training options
+        jobs = [(s, p, r) for s in speakers for p in sorted(by_speaker[s]) for r in range(reps)]
+        for k, (spk, path, rep) in enumerate(tqdm(jobs, desc=f"simulate {subset}", disable=None)):
+            try:
+                clean = load_16k(path)[: int(max_seconds * SAMPLE_RATE)]
+            except AudioError as err:
+                print(f"skipped: {err}", file=sys.stderr)
+                continue
+            noise_path = rng.choice(noise_set)
+            snr = snrs[k % len(snrs)]
+            c, n = mix(clean, noise_cache[noise_path], snr, rng)
+            uid = f"s{spk_index[spk]:03d}_{k:05d}"
+            for folder, wav in zip(SUBSET_DIRS[subset], (c, n)):
+                write_audio(os.path.join(out, folder, uid + ".wav"), wav.astype(np.float32), subtype="PCM_16")
+            summary[subset].append({"id": uid, "speaker": spk, "speech": path, "noise": os.path.basename(noise_path), "snr_db": snr})
+    for subset, noise_set in (("train", train_noise + pair_names), ("valid", valid_noise), ("test", test_noise)):
+        summary[f"{subset}_noises"] = [os.path.basename(p) for p in noise_set]
+    # what dynamic mixing may draw from: training speakers' files and training noises only
+    summary["train_speech"] = [os.path.abspath(p) for s in train_spk for p in sorted(by_speaker[s])]
+    summary["train_noise_files"] = [os.path.abspath(p) for p in train_noise]
+    summary["train_noise_pairs"] = [":".join(os.path.abspath(x) for x in spec.rsplit(":", 1)) for spec in train_noise_pairs]
+    summary["valid_speakers"], summary["test_speakers"] = valid_spk, test_spk
+    with open(os.path.join(out, "simulation.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
