@@ -75,3 +75,23 @@ def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "run"
     run_recipe(out)
     return out
+
+
+def speech_and_noise_folders(root, speakers: int, noises: int) -> tuple[str, str]:
+    """``root/speech/spk<k>/`` with two real clean utterances of the mini set each, and
+    ``root/noise/`` with synthetic noises of 2, 3, ... seconds (for simulation tests)."""
+    import glob
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    clean = sorted(glob.glob(os.path.join(MINI_SET, "clean_*", "*.wav")))
+    for i, path in enumerate(clean[: 2 * speakers]):
+        os.makedirs(os.path.join(root, "speech", f"spk{i % speakers}"), exist_ok=True)
+        shutil.copy(path, os.path.join(root, "speech", f"spk{i % speakers}", os.path.basename(path)))
+    rng = np.random.default_rng(0)
+    os.makedirs(os.path.join(root, "noise"))
+    for k in range(noises):
+        sf.write(os.path.join(root, "noise", f"noise{k}.wav"), 0.1 * rng.standard_normal(16000 * (2 + k)), 16000)
+    return os.path.join(root, "speech"), os.path.join(root, "noise")

@@ -50,33 +50,32 @@ def _same_dir_two_formats(tmp):
     return [str(d)], str(d)
 
 
-def _file_into_its_own_folder(tmp):
+def _folder(tmp, *names):
     d = tmp / "in"
     d.mkdir()
-    sf.write(d / "a.wav", SPEECH, 16000)
+    for name in names:
+        sf.write(d / name, SPEECH, 16000)
+    return d
+
+
+def _file_into_its_own_folder(tmp):
+    d = _folder(tmp, "a.wav")
     return [str(d / "a.wav")], str(d)
 
 
 def _output_is_a_link_to_the_input_folder(tmp):
-    d = tmp / "in"
-    d.mkdir()
-    sf.write(d / "a.wav", SPEECH, 16000)
+    d = _folder(tmp, "a.wav")
     os.symlink(d, tmp / "link")
     return [str(d)], str(tmp / "link")
 
 
 def _glob_into_its_own_folder(tmp):
-    d = tmp / "in"
-    d.mkdir()
-    sf.write(d / "a.flac", SPEECH, 16000)
-    sf.write(d / "a.wav", SPEECH, 16000)
+    d = _folder(tmp, "a.flac", "a.wav")
     return [str(d / "*.flac")], str(d)
 
 
 def _hard_link_target(tmp):
-    d = tmp / "in"
-    d.mkdir()
-    sf.write(d / "a.wav", SPEECH, 16000)
+    d = _folder(tmp, "a.wav")
     (tmp / "out").mkdir()
     os.link(d / "a.wav", tmp / "out" / "a.wav")  # the output name is the input under another path
     return [str(d / "a.wav")], str(tmp / "out")

@@ -2,13 +2,11 @@
 exact SNRs, and babble / speech-shaped noise from training speakers only."""
 import glob
 import os
-import shutil
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from conftest import MINI_SET
+from conftest import MINI_SET, speech_and_noise_folders
 
 from speechbrain_sslse.mixing import DynamicMixDataset, active_level
 from speechbrain_sslse.simulation import simulate
@@ -21,14 +19,8 @@ def rendered(tmp_path_factory):
     """A simulated set with speaker-disjoint valid and test splits, from 5 one-folder
     speakers of real speech and 5 synthetic noises."""
     root = tmp_path_factory.mktemp("dm")
-    for i, path in enumerate(CLEAN[:10]):
-        os.makedirs(root / "speech" / f"spk{i % 5}", exist_ok=True)
-        shutil.copy(path, root / "speech" / f"spk{i % 5}" / os.path.basename(path))
-    rng = np.random.default_rng(0)
-    os.makedirs(root / "noise")
-    for k in range(5):
-        sf.write(root / "noise" / f"noise{k}.wav", 0.1 * rng.standard_normal(16000 * (2 + k)), 16000)
-    sim = simulate([str(root / "speech")], [str(root / "noise")], str(root / "set"), test_fraction=0.2,
+    speech, noise = speech_and_noise_folders(root, speakers=5, noises=5)
+    sim = simulate([speech], [noise], str(root / "set"), test_fraction=0.2,
                    noise_test_fraction=0.2, valid_fraction=0.25, noise_valid_fraction=0.25)
     return root, sim
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import MINI_SET
+from conftest import MINI_SET, speech_and_noise_folders
 
 from speechbrain_sslse.mixing import TEST_SNRS, TRAIN_SNRS, active_level, pair_noises
 from speechbrain_sslse.simulation import simulate
@@ -20,16 +20,7 @@ PAIRS = f"{TRAIN_CLEAN}:{TRAIN_NOISY}"
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """Four one-folder "speakers" of real clean speech and four synthetic noises."""
-    root = tmp_path_factory.mktemp("sources")
-    clean = sorted(glob.glob(os.path.join(MINI_SET, "clean_*", "*.wav")))
-    for i, path in enumerate(clean[:8]):
-        os.makedirs(root / "speech" / f"spk{i % 4}", exist_ok=True)
-        shutil.copy(path, root / "speech" / f"spk{i % 4}" / os.path.basename(path))
-    rng = np.random.default_rng(0)
-    os.makedirs(root / "noise")
-    for k in range(4):
-        sf.write(root / "noise" / f"noise{k}.wav", 0.1 * rng.standard_normal(16000 * (2 + k)), 16000)
-    return str(root / "speech"), str(root / "noise")
+    return speech_and_noise_folders(tmp_path_factory.mktemp("sources"), speakers=4, noises=4)
 
 
 def _read(folder, uid):
