@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Render the README's results section from evaluation summaries (never typed by hand).
 
-Collects ``pretrained/<model>/eval/<test set>/summary.json`` (written by ``sslse-evaluate``)
-and, with ``--write``, replaces the block between the markers in README.md.
+Collects the side-by-side comparison with other enhancers (``docs/peers/peers.md``, written by
+``benchmarks/peers.py``) and ``pretrained/<model>/eval/<test set>/summary.json`` (written by
+``sslse-evaluate``) and, with ``--write``, replaces the block between the markers in README.md.
 """
 from __future__ import annotations
 
@@ -18,11 +19,22 @@ START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 
 
+def render_peers(root: str) -> str:
+    """docs/peers/peers.md below a heading of the README's level (its own headings demoted)."""
+    path = os.path.join(root, "docs", "peers", "peers.md")
+    if not os.path.exists(path):
+        return ""
+    lines = open(path, encoding="utf-8").read().strip().splitlines()
+    body = [("##" + line) if line.startswith("## ") else line for line in lines[1:]]  # drop its title
+    return "### Side by side with other enhancers (source: `docs/peers/peers.md`)\n" + "\n".join(body).rstrip()
+
+
 def render(root: str) -> str:
     paths = sorted(glob.glob(os.path.join(root, "pretrained", "*", "eval", "*", "summary.json")))
     if not paths:
         return "No evaluation summaries yet."
-    parts = []
+    peers = render_peers(root)
+    parts = [peers, "### Each shipped model on its test sets"] if peers else []
     for path in paths:
         rel = os.path.relpath(path, root)
         model, test_set = rel.split(os.sep)[1], rel.split(os.sep)[3]
