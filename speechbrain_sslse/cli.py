@@ -131,6 +131,15 @@ Estimates that are silent, NaN, missing after a failed enhancement or too short 
 metric get that metric's floor and are counted in the table's `floored` column."""
 
 
+SCORE_EXAMPLES = """examples:
+  sslse-evaluate score --enhanced enhanced/ --clean clean_dir/ --noisy noisy_dir/ --name mine --out eval/
+  sslse-evaluate score --enhanced enhanced/ --clean clean_dir/ --dnsmos --out eval/   # + DNSMOS
+  sslse-evaluate score --enhanced enhanced/ --noisy noisy_dir/ --name mine --out eval/  # DNSMOS only
+
+With --clean: PESQ, CSIG, CBAK, COVL, STOI, SSNR, then SI-SDR (and DNSMOS with --dnsmos) in a
+second table. Without it: DNSMOS only, for every audio file of --enhanced."""
+
+
 def evaluate_main(argv: list[str] | None = None) -> int:
     ap = _parser("sslse-evaluate", "Evaluate enhancers or score enhanced folders.", EVALUATE_EXAMPLES)
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -141,12 +150,16 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     e.add_argument("--name", default=None, help="system name in the tables (default: folder name)")
     e.add_argument("--ssl-source", help="local folder for a hub SSL encoder (offline)")
     e.add_argument("--device", default="cpu")
-    s = sub.add_parser("score", help="score a folder of enhanced files against clean references by name",
-                       formatter_class=_Formatter)
+    s = sub.add_parser("score", help="score a folder of enhanced files (against clean references by name, "
+                       "or without them: DNSMOS only)", formatter_class=_Formatter, epilog=SCORE_EXAMPLES)
     s.add_argument("--enhanced", required=True)
-    s.add_argument("--clean", required=True)
+    s.add_argument("--clean", help="clean references (PESQ, CSIG, CBAK, COVL, STOI, SSNR, SI-SDR); "
+                   "without them only DNSMOS is scored")
     s.add_argument("--noisy", help="also score the noisy inputs (the Noisy row)")
     s.add_argument("--name", default="system")
+    s.add_argument("--dnsmos", action=argparse.BooleanOptionalAction, default=None,
+                   help="add DNSMOS P.835 SIG/BAK/OVRL and P.808 (needs pip install -e \".[dnsmos]\"); "
+                   "default: on without --clean, off with it")
     for p in (e, s):
         p.add_argument("--out", required=True, help="output folder for CSVs and summaries")
         p.add_argument("--workers", type=positive_int, default=2, help="scoring processes")
@@ -161,7 +174,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "score":
-            summary = evaluation.score_folders(args.enhanced, args.clean, args.out, args.name, args.noisy, args.workers)
+            from .metrics import DnsmosUnavailable
+
+            try:
+                summary = evaluation.score_folders(args.enhanced, args.clean, args.out, args.name, args.noisy,
+                                                   args.workers, dnsmos=args.dnsmos)
+            except DnsmosUnavailable as err:  # names the extra to install
+                return _fail(str(err))
         else:
             from .inference import load_model, model_label
 

@@ -4,9 +4,11 @@ Used by ``recipes/VCTK/evaluate.py`` and the ``sslse-evaluate`` command. Output 
 ``enhanced/`` (when a model is given), ``scores_<system>.csv`` per system (all metrics
 per utterance; ``floored`` lists the metrics an estimate could not get and so got their
 floor, ``error`` says why), ``summary.json`` and ``summary.md`` (n, floored, then the
-paper's column order: PESQ, CSIG, CBAK, COVL, STOI, + SSNR). No score flatters: a
-silent, NaN, missing or too-short estimate counts at the floor, and every row of a table
-covers the same utterances.
+paper's column order: PESQ, CSIG, CBAK, COVL, STOI, + SSNR; below it a second table with
+SI-SDR and, when asked for, DNSMOS SIG / BAK / OVRL / P.808). Without clean references
+only DNSMOS is scored (one table: n, floored, DNSMOS). No score flatters: a silent, NaN,
+missing or too-short estimate counts at the floor, and every row of a table covers the
+same utterances.
 """
 from __future__ import annotations
 
@@ -25,7 +27,21 @@ from tqdm import tqdm
 from . import metrics
 from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio
 
-LABELS = {"pesq": "PESQ", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL", "stoi": "STOI", "ssnr": "SSNR"}
+LABELS = {"pesq": "PESQ", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL", "stoi": "STOI", "ssnr": "SSNR",
+          "si_sdr": "SI-SDR", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
+          "dnsmos_ovrl": "DNSMOS OVRL", "dnsmos_p808": "DNSMOS P.808"}
+#: Columns after the paper's: SI-SDR (with a reference), then DNSMOS (when asked for).
+EXTRA_METRICS = ("si_sdr", *metrics.DNSMOS_METRICS)
+#: Every metric's floor (the value a broken estimate gets).
+ALL_FLOORS = {**metrics.FLOORS, "si_sdr": metrics.SI_SDR_FLOOR, **metrics.DNSMOS_FLOORS}
+#: Decimals in the tables.
+DIGITS = {"ssnr": 2, "si_sdr": 2}
+
+
+def columns(reference: bool = True, dnsmos: bool = False) -> tuple[str, ...]:
+    """The metrics of one scoring run, in table order: with a reference the paper's
+    metrics and SI-SDR, then DNSMOS when asked for."""
+    return (*(metrics.METRICS + ("si_sdr",) if reference else ()), *(metrics.DNSMOS_METRICS if dnsmos else ()))
 
 
 def _read_16k_mono(path: str, error=metrics.MetricError):
@@ -40,47 +56,110 @@ def _read_16k_mono(path: str, error=metrics.MetricError):
     return wav[0].numpy()
 
 
-def floored_row(uid: str, reason: str) -> dict:
+def floored_row(uid: str, reason: str, dnsmos: bool = False, reference: bool = True) -> dict:
     """The row of an estimate that does not exist or cannot be read: every metric floored."""
-    return {"id": uid, **metrics.FLOORS, "floored": " ".join(metrics.METRICS), "error": reason}
+    cols = columns(reference, dnsmos)
+    return {"id": uid, **{m: ALL_FLOORS[m] for m in cols}, "floored": " ".join(cols), "error": reason}
 
 
-def score_one(job: tuple[str, str, str]) -> dict:
-    """Scores one (id, clean path, estimate path). An estimate that cannot be scored gets
-    the metrics' floors (``floored`` lists them, ``error`` says why); an unusable
-    reference is marked ``reference`` so that every system drops that utterance alike."""
+def score_one(job: tuple[str, str | None, str], dnsmos: bool = False) -> dict:
+    """Scores one (id, clean path, estimate path); clean ``None``: DNSMOS only. An
+    estimate that cannot be scored gets the metrics' floors (``floored`` lists them,
+    ``error`` says why); an unusable reference is marked ``reference`` so that every
+    system drops that utterance alike. ``dnsmos``: add the DNSMOS columns (``add_dnsmos``)."""
     uid, clean_path, est_path = job
+    if clean_path is None:
+        row = {"id": uid, "floored": "", "error": ""}
+        return add_dnsmos(row, job) if dnsmos else row
+    cols = columns(True, False)
     try:
         clean = _read_16k_mono(clean_path, metrics.ReferenceError)
         try:
             est = _read_16k_mono(est_path)
         except metrics.MetricError as err:
-            return floored_row(uid, str(err))
+            row = floored_row(uid, str(err))
+            return add_dnsmos(row, job) if dnsmos else row
         scores, reasons = metrics.floored_metrics(clean, est)
+        scores["si_sdr"], why = metrics.floored_si_sdr(clean, est)
+        if why:
+            reasons["si_sdr"] = why
     except metrics.ReferenceError as err:
-        return {"id": uid, **{m: float("nan") for m in metrics.METRICS}, "floored": "", "error": f"reference: {err}"}
-    return {"id": uid, **scores, "floored": " ".join(m for m in metrics.METRICS if m in reasons),
-            "error": "; ".join(sorted(set(reasons.values())))}
+        return {"id": uid, **{m: float("nan") for m in columns(True, dnsmos)}, "floored": "",
+                "error": f"reference: {err}"}
+    row = {"id": uid, **{m: scores[m] for m in cols}, "floored": " ".join(m for m in cols if m in reasons),
+           "error": "; ".join(sorted(set(reasons.values())))}
+    return add_dnsmos(row, job) if dnsmos else row
+
+
+def _dnsmos_of(job: tuple[str, str | None, str]) -> tuple[dict[str, float], str | None]:
+    """DNSMOS of one job's estimate: (scores, reason it was floored or None). Floored when
+    the estimate is unreadable or broken, and, with a reference, when it does not match it
+    (e.g. a truncated output): a broken estimate gets every floor."""
+    _, clean_path, est_path = job
+    try:
+        est = _read_16k_mono(est_path)
+        if clean_path is not None:
+            metrics.check_pair(_read_16k_mono(clean_path, metrics.ReferenceError), est)
+    except metrics.ReferenceError:
+        raise
+    except metrics.MetricError as err:
+        return dict(metrics.DNSMOS_FLOORS), str(err)
+    return metrics.floored_dnsmos(est)
+
+
+def add_dnsmos(row: dict, job: tuple[str, str | None, str]) -> dict:
+    """``row`` (from ``score_one`` without DNSMOS) with the DNSMOS columns of ``job``. Runs
+    in the calling process: ONNX Runtime hangs in a process forked after it has run, so
+    ``score_pairs`` scores DNSMOS in its own process after the worker pool."""
+    cols = columns(job[1] is not None, True)
+    if row["error"].startswith("reference:"):
+        return {**{m: float("nan") for m in cols}, **row}
+    values, why = _dnsmos_of(job)
+    floored = set(row["floored"].split()) | (set(metrics.DNSMOS_METRICS) if why else set())
+    error = row["error"]
+    if why and why not in error:
+        error = "; ".join(sorted([error, why])) if error else why
+    return {"id": row["id"], **{m: row[m] if m in row else values[m] for m in cols},
+            "floored": " ".join(m for m in cols if m in floored), "error": error}
 
 
 def _init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def score_pairs(jobs: list[tuple[str, str, str]], workers: int = 2, desc: str = "scoring") -> list[dict]:
-    """Scores pairs in ``workers`` processes with a progress bar; keeps the input order."""
+def score_pairs(jobs: list[tuple[str, str | None, str]], workers: int = 2, desc: str = "scoring",
+                dnsmos: bool = False) -> list[dict]:
+    """Scores pairs in ``workers`` processes with a progress bar; keeps the input order.
+    ``dnsmos``: add the DNSMOS columns, in this process after the pool (ONNX Runtime
+    uses both cores by itself; ``metrics.DnsmosUnavailable`` before any work when its
+    packages are missing)."""
+    if dnsmos:
+        metrics.load_dnsmos()
     if workers <= 1 or len(jobs) < 2:
-        return [score_one(j) for j in tqdm(jobs, desc=desc, disable=None)]
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-        return list(tqdm(pool.imap(score_one, jobs, chunksize=2), total=len(jobs), desc=desc, disable=None))
+        rows = [score_one(j) for j in tqdm(jobs, desc=desc, disable=None)]
+    else:
+        with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+            rows = list(tqdm(pool.imap(score_one, jobs, chunksize=2), total=len(jobs), desc=desc, disable=None))
+    if dnsmos:
+        rows = [add_dnsmos(r, j) for r, j in tqdm(list(zip(rows, jobs)), desc=f"{desc}: DNSMOS", disable=None)]
+    return rows
 
 
-def summarize(rows: Iterable[dict]) -> dict:
-    """Per metric: mean, 95 % confidence half-width (Student t) and n, over every row
-    (floored values included); ``n_floored``: utterances with at least one floor."""
+def common_columns(results: dict[str, list[dict]]) -> tuple[str, ...]:
+    """The metrics every row of every system has, in table order (rows read back from
+    an older CSV may lack the newer ones: then no system shows them)."""
+    rows = [r for rs in results.values() for r in rs]
+    return tuple(m for m in (*metrics.METRICS, *EXTRA_METRICS) if rows and all(m in r for r in rows))
+
+
+def summarize(rows: Iterable[dict], cols: Iterable[str] | None = None) -> dict:
+    """Per metric (``cols``; default: those every row has): mean, 95 % confidence
+    half-width (Student t) and n, over every row (floored values included);
+    ``n_floored``: utterances with at least one floor."""
     rows = list(rows)
+    cols = (common_columns({"": rows}) or metrics.METRICS) if cols is None else tuple(cols)
     out = {"n": len(rows), "n_floored": sum(1 for r in rows if r["floored"])}
-    for m in metrics.METRICS:
+    for m in cols:
         vals = np.array([r[m] for r in rows], dtype=float)
         n = len(vals)
         mean = float(vals.mean()) if n else float("nan")
@@ -96,13 +175,29 @@ def _cell(stat: dict, digits: int) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['ci95']:.{digits}f}"
 
 
-def markdown_table(systems: dict[str, dict]) -> str:
-    """One row per system: n utterances, how many had a floored metric, then the metrics."""
-    head = "| system | n | floored | " + " | ".join(LABELS[m] for m in metrics.METRICS) + " |"
-    lines = [head, "|---|---:|---:|" + "---:|" * len(metrics.METRICS)]
+def _table(systems: dict[str, dict], cols: tuple[str, ...], counts: bool) -> list[str]:
+    head = "| system | " + ("n | floored | " if counts else "") + " | ".join(LABELS[m] for m in cols) + " |"
+    lines = [head, "|---|" + ("---:|---:|" if counts else "") + "---:|" * len(cols)]
     for name, s in systems.items():
-        cells = [_cell(s[m], 2 if m == "ssnr" else 3) for m in metrics.METRICS]
-        lines.append(f"| {name} | {s['n']} | {s.get('n_floored', s.get('n_failed', 0))} | " + " | ".join(cells) + " |")
+        cells = [_cell(s[m], DIGITS.get(m, 3)) for m in cols]
+        n = f"{s['n']} | {s.get('n_floored', s.get('n_failed', 0))} | " if counts else ""
+        lines.append(f"| {name} | {n}" + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown_table(systems: dict[str, dict]) -> str:
+    """One row per system: n utterances, how many had a floored metric, then the paper's
+    metrics (PESQ ... SSNR). The metrics beyond the paper's (SI-SDR, DNSMOS), where every
+    system has them, follow in a second table with the same rows, so that neither gets
+    too wide to read; without reference metrics (DNSMOS only) there is one table."""
+    present = [m for m in (*metrics.METRICS, *EXTRA_METRICS) if systems and all(m in s for s in systems.values())]
+    main = tuple(m for m in present if m in metrics.METRICS)
+    extra = tuple(m for m in present if m not in metrics.METRICS)
+    if not main:
+        return "\n".join(_table(systems, extra, counts=True))
+    lines = _table(systems, main, counts=True)
+    if extra:
+        lines += [""] + _table(systems, extra, counts=False)
     return "\n".join(lines)
 
 
@@ -125,6 +220,7 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     of them (and listed); any other mismatch is an error."""
     bad_refs = {r["id"]: r["error"] for rows in results.values() for r in rows if r["error"].startswith("reference:")}
     results = {name: [r for r in rows if r["id"] not in bad_refs] for name, rows in results.items()}
+    cols = common_columns(results) or metrics.METRICS
     ids = {name: sorted(r["id"] for r in rows) for name, rows in results.items()}
     first = next(iter(ids.values()), [])
     for name, got in ids.items():
@@ -134,11 +230,12 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     systems = {}
     for name, rows in results.items():
         with open(os.path.join(out_dir, f"scores_{_slug(name)}.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", *metrics.METRICS, "floored", "error"])
+            writer = csv.DictWriter(f, fieldnames=["id", *cols, "floored", "error"], extrasaction="ignore")
             writer.writeheader()
             writer.writerows(sorted(rows, key=lambda r: r["id"]))
-        systems[name] = summarize(rows)
-    summary = {"metrics": list(metrics.METRICS), "systems": systems, "floors": metrics.FLOORS,
+        systems[name] = summarize(rows, cols)
+    floors = {m: ALL_FLOORS[m] for m in cols}
+    summary = {"metrics": list(cols), "systems": systems, "floors": floors,
                "dropped_references": bad_refs, **(meta or {})}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -194,40 +291,59 @@ def match_folders(estimate_dir: str, clean_dir: str) -> tuple[list[tuple[str, st
     return jobs, sorted(set(clean) ^ set(est))
 
 
-def score_folders(estimate_dir: str, clean_dir: str, out_dir: str, name: str = "system",
-                  noisy_dir: str | None = None, workers: int = 2) -> dict:
+def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: str = "system",
+                  noisy_dir: str | None = None, workers: int = 2, dnsmos: bool | None = None) -> dict:
     """``score`` mode: any folder of enhanced files against clean references by name.
-    The utterances are those with an estimate; the Noisy row covers exactly them."""
+    The utterances are those with an estimate; the Noisy row covers exactly them.
+    ``clean_dir`` ``None``: no reference, DNSMOS only (every audio file of the folder).
+    ``dnsmos``: add the DNSMOS columns; default (``None``): only without references."""
     check_system_name(name)
-    jobs, unmatched = match_folders(estimate_dir, clean_dir)
-    if not jobs:
-        raise ValueError(f"no file names in common between {estimate_dir} and {clean_dir}")
+    reference = clean_dir is not None
+    dnsmos = (not reference) if dnsmos is None else dnsmos
+    if not reference and not dnsmos:
+        raise ValueError("nothing to score: without clean references only DNSMOS can be scored")
+    if dnsmos:
+        metrics.load_dnsmos()  # a missing package is one error before any work
+    if reference:
+        jobs, unmatched = match_folders(estimate_dir, clean_dir)
+        if not jobs:
+            raise ValueError(f"no file names in common between {estimate_dir} and {clean_dir}")
+    else:
+        jobs, unmatched = [(k, None, path) for k, path in sorted(audio_by_stem(estimate_dir).items())], []
+        if not jobs:
+            raise ValueError(f"{estimate_dir}: no audio files to score")
     if unmatched:
         print(f"{len(unmatched)} name(s) only in one of the folders, not scored: {', '.join(unmatched[:10])}"
               + (" ..." if len(unmatched) > 10 else ""))
     results = {}
     if noisy_dir:
         ids = {uid for uid, _, _ in jobs}
-        noisy_jobs = [job for job in match_folders(noisy_dir, clean_dir)[0] if job[0] in ids]
+        if reference:
+            noisy_jobs = [job for job in match_folders(noisy_dir, clean_dir)[0] if job[0] in ids]
+        else:
+            noisy_jobs = [(k, None, path) for k, path in sorted(audio_by_stem(noisy_dir).items()) if k in ids]
         missing = sorted(ids - {uid for uid, _, _ in noisy_jobs})
         if missing:
             raise ValueError(f"no noisy file in {noisy_dir} for {missing[:5]}: the Noisy row would cover other utterances")
-        results[NOISY] = score_pairs(noisy_jobs, workers, "scoring noisy")
-    results[name] = score_pairs(jobs, workers, f"scoring {name}")
+        results[NOISY] = score_pairs(noisy_jobs, workers, "scoring noisy", dnsmos)
+    results[name] = score_pairs(jobs, workers, f"scoring {name}", dnsmos)
     return write_results(out_dir, results, {"estimates": os.path.abspath(estimate_dir)})
 
 
 def evaluate_model(enhancer, items: list[tuple[str, str, str]], out_dir: str, name: str = "model",
-                   workers: int = 2) -> dict:
+                   workers: int = 2, dnsmos: bool = False) -> dict:
     """Enhances every noisy file of ``items`` ((id, clean, noisy), e.g. from
     ``read_manifest``) with an ``EnhanceSSL`` through its ``enhance_files``, then scores
-    it and the Noisy input on the same utterances; a failed enhancement is floored."""
+    it and the Noisy input on the same utterances; a failed enhancement is floored.
+    ``dnsmos``: add the DNSMOS columns."""
     check_system_name(name)
+    if dnsmos:
+        metrics.load_dnsmos()  # before the enhancement, not after it
     enhanced_dir = os.path.join(out_dir, "enhanced")
     target = {uid: os.path.join(enhanced_dir, f"{uid}.wav") for uid, _, _ in items}
     report = enhancer.enhance_files([(noisy, target[uid]) for uid, _, noisy in items])
     failed = dict(report.failed)
-    rows = score_pairs([(u, c, target[u]) for u, c, n in items if n not in failed], workers, f"scoring {name}")
-    rows += [floored_row(u, f"enhancement failed: {failed[n]}") for u, _, n in items if n in failed]
-    results = {NOISY: score_pairs([(u, c, n) for u, c, n in items], workers, "scoring noisy"), name: rows}
+    rows = score_pairs([(u, c, target[u]) for u, c, n in items if n not in failed], workers, f"scoring {name}", dnsmos)
+    rows += [floored_row(u, f"enhancement failed: {failed[n]}", dnsmos) for u, _, n in items if n in failed]
+    results = {NOISY: score_pairs([(u, c, n) for u, c, n in items], workers, "scoring noisy", dnsmos), name: rows}
     return write_results(out_dir, results)

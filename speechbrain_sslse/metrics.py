@@ -1,4 +1,5 @@
-"""The one metrics module: PESQ (wide-band), STOI, CSIG / CBAK / COVL, segmental SNR.
+"""The one metrics module: PESQ (wide-band), STOI, CSIG / CBAK / COVL, segmental SNR,
+SI-SDR, and the no-reference DNSMOS (P.835 SIG / BAK / OVRL, P.808) through ``speechmos``.
 
 PESQ and STOI come from the maintained ``pesq`` and ``pystoi`` packages. The composite
 measures (Hu & Loizou 2008) have no maintained package, so they are implemented here from
@@ -11,6 +12,7 @@ All functions take 1-D 16 kHz arrays (clean reference first).
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 SAMPLE_RATE = 16000
@@ -277,3 +279,118 @@ def floored_metrics(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[di
             scores[m] = FLOORS[m]
     return {m: float(scores[m]) for m in METRICS}, reasons
 
+
+
+# -- scale-invariant SDR ------------------------------------------------------------
+#: SI-SDR is reported clipped to this range (dB). The floor is the value a broken estimate
+#: gets (as ``FLOORS``: the worst value, so no broken output scores above a working one);
+#: the ceiling keeps an exact copy of the reference (infinite SI-SDR) averageable.
+SI_SDR_FLOOR = -50.0
+SI_SDR_CEILING = 100.0
+
+
+def si_sdr(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> float:
+    """Scale-invariant SDR in dB (Le Roux et al., "SDR - half-baked or well done?",
+    ICASSP 2019): both signals made zero-mean, target = the projection of the estimate on
+    the reference, 10 log10(|target|^2 / |estimate - target|^2). Not clipped (+inf for an
+    exact scaled copy); an estimate with nothing along the reference (silent, or orthogonal
+    to it) is a ``MetricError``."""
+    clean, enhanced = check_pair(clean, enhanced, sample_rate)
+    s = clean - clean.mean()
+    e = enhanced - enhanced.mean()
+    ref_energy = float(np.dot(s, s))
+    if ref_energy == 0.0:
+        raise ReferenceError("the clean reference is constant (no signal after removing its mean)")
+    target = (float(np.dot(e, s)) / ref_energy) * s
+    residual = e - target
+    target_energy, residual_energy = float(np.dot(target, target)), float(np.dot(residual, residual))
+    if target_energy == 0.0:
+        raise MetricError("the estimate has no component along the reference (silent or orthogonal)")
+    if residual_energy == 0.0:
+        return math.inf
+    return float(10 * math.log10(target_energy / residual_energy))
+
+
+def floored_si_sdr(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[float, str | None]:
+    """SI-SDR clipped to [``SI_SDR_FLOOR``, ``SI_SDR_CEILING``]; an estimate that cannot be
+    scored (silent, NaN, wrong length, orthogonal) gets the floor: (value, reason or None).
+    A problem of the reference raises ``ReferenceError``."""
+    try:
+        value = si_sdr(clean, enhanced, sample_rate)
+    except ReferenceError:
+        raise
+    except MetricError as err:
+        return SI_SDR_FLOOR, str(err)
+    if math.isnan(value):
+        return SI_SDR_FLOOR, "not a finite value"
+    return float(min(max(value, SI_SDR_FLOOR), SI_SDR_CEILING)), None
+
+
+# -- DNSMOS (no reference) ------------------------------------------------------------
+#: DNSMOS P.835 (signal, background, overall) and P.808 overall, as ``dnsmos`` keys them.
+DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
+#: A broken estimate (unreadable, empty, silent, NaN, shorter than ``DNSMOS_MIN_SAMPLES``,
+#: or, with a reference, not of the reference's length) gets the bottom of the MOS scale.
+DNSMOS_FLOORS = {m: 1.0 for m in DNSMOS_METRICS}
+#: speechmos tiles short clips up to its 9.01 s window; below a quarter second that would
+#: score a buzz of repeats, not the estimate.
+DNSMOS_MIN_SAMPLES = SAMPLE_RATE // 4
+DNSMOS_INSTALL = 'pip install -e ".[dnsmos]"'
+
+
+class DnsmosUnavailable(ImportError):
+    """speechmos or what it imports is not installed; the message says how to install it."""
+
+
+def load_dnsmos():
+    """Imports ``speechmos.dnsmos`` (and librosa's feature module, whose numba kernels
+    compile on first import, so that worker processes forked afterwards inherit them).
+    Raises ``DnsmosUnavailable`` with the install command when a package is missing."""
+    try:
+        from speechmos import dnsmos as _dnsmos
+        import librosa.feature  # noqa: F401  (lazy in librosa; speechmos needs it per call)
+    except ImportError as err:
+        missing = getattr(err, "name", None) or str(err)
+        raise DnsmosUnavailable(
+            f"DNSMOS needs speechmos, librosa and onnxruntime (missing: {missing}); "
+            f"install them with {DNSMOS_INSTALL}") from None
+    return _dnsmos
+
+
+def dnsmos(wav16k, sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
+    """DNSMOS of one 16 kHz mono signal through ``speechmos`` (Microsoft's DNS Challenge
+    ONNX models, shipped in its wheel: offline): {dnsmos_sig, dnsmos_bak, dnsmos_ovrl}
+    (P.835, non-personalised) and dnsmos_p808, exactly speechmos's values. Samples beyond
+    +-1 (float files) are clipped, as a 16-bit file would be (speechmos refuses them).
+    An estimate that cannot be scored (empty, silent, NaN, too short) is a ``MetricError``;
+    a missing package is ``DnsmosUnavailable``. ONNX Runtime hangs in a process forked
+    after it has run here, so call it in one process (``evaluation`` does, after its pool)."""
+    if sample_rate != SAMPLE_RATE:
+        raise MetricError(f"DNSMOS needs {SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
+    wav = np.asarray(wav16k, dtype=np.float64)
+    if wav.ndim != 1:
+        raise MetricError(f"DNSMOS needs a 1-D mono array, got shape {wav.shape}")
+    if not np.isfinite(wav).all():
+        raise MetricError("the estimate contains NaN or Inf samples")
+    if not np.any(wav):
+        raise MetricError("the estimate is silent (all zeros)")
+    if len(wav) < DNSMOS_MIN_SAMPLES:
+        raise MetricError(f"too short for DNSMOS ({len(wav)} samples < {DNSMOS_MIN_SAMPLES})")
+    out = load_dnsmos().run(np.clip(wav, -1.0, 1.0), SAMPLE_RATE)
+    scores = {"dnsmos_sig": out["sig_mos"], "dnsmos_bak": out["bak_mos"], "dnsmos_ovrl": out["ovrl_mos"],
+              "dnsmos_p808": out["p808_mos"]}
+    return {k: float(v) for k, v in scores.items()}
+
+
+def floored_dnsmos(wav16k, sample_rate: int = SAMPLE_RATE) -> tuple[dict[str, float], str | None]:
+    """``dnsmos`` with ``DNSMOS_FLOORS`` for an estimate it cannot score: (scores, reason
+    or None). A missing package still raises ``DnsmosUnavailable``."""
+    try:
+        scores = dnsmos(wav16k, sample_rate)
+    except DnsmosUnavailable:
+        raise
+    except MetricError as err:
+        return dict(DNSMOS_FLOORS), str(err)
+    if not all(math.isfinite(v) for v in scores.values()):
+        return dict(DNSMOS_FLOORS), "not a finite value"
+    return scores, None
