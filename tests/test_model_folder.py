@@ -112,7 +112,10 @@ def _foreign_class_matches_enhance_ssl(folder):
     direct = EnhanceSSL.from_hparams(folder)
     a, b = foreign.enhance_file(example), direct.enhance_file(example)
     stored = torch.from_numpy(sf.read(os.path.join(folder, "example_enhanced.wav"), dtype="float32")[0])
-    assert torch.equal(a, b) and torch.equal(a, stored)
+    assert torch.equal(a, b)  # the same code path through foreign_class
+    # the stored output was rendered on the CI stack; other torch versions differ in the
+    # last float bits (torch 2.4.1: 8.9e-8, ~140 dB below the signal)
+    torch.testing.assert_close(a, stored, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=os.path.basename)
