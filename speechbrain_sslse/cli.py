@@ -61,6 +61,12 @@ def _quiet_third_parties(quiet: bool) -> None:
     for name in ("transformers", "speechbrain", "huggingface_hub", "torchvision"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    try:  # transformers' own "Loading weights" bars are not the command's progress
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     warnings.filterwarnings("ignore", category=FutureWarning)
     if quiet:
         import os
