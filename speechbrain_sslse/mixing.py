@@ -17,11 +17,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from speechbrain_sslse.audio import SAMPLE_RATE, read_mono_16k
+from speechbrain_sslse.audio import SAMPLE_RATE, list_audio, read_mono_16k
 
 TRAIN_SNRS = (0.0, 5.0, 10.0, 15.0)
 TEST_SNRS = (2.5, 7.5, 12.5, 17.5)
 CLIP_PEAK = 0.99
+
+
+def load_mixing_audio(path: str) -> np.ndarray:
+    """Speech or noise for mixing: 16 kHz, channels averaged (deliberately: a stereo noise
+    recording is one noise), float64 for level arithmetic."""
+    return read_mono_16k(path, downmix=True).numpy().astype(np.float64)
 
 
 def active_level(x: np.ndarray, rate: int = SAMPLE_RATE, margin_db: float = 15.9) -> float:
@@ -136,12 +142,12 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         if not self.speech_files or not (noise or noise_pairs or babble_tracks or ssn_tracks):
             raise ValueError("dynamic mixing needs training speech and at least one noise source")
         limit = int(max_seconds * SAMPLE_RATE)
-        self.speech = [read_mono_16k(p, downmix=True).numpy().astype(np.float64)[:limit] for p in self.speech_files]
+        self.speech = [load_mixing_audio(p)[:limit] for p in self.speech_files]
         self.levels = [active_level(u) for u in self.speech]
         self.noise_names: list[str] = []
         self.noises: list[np.ndarray] = []
         for path in sorted(noise):
-            self._add_noise(path, read_mono_16k(path, downmix=True).numpy().astype(np.float64))
+            self._add_noise(path, load_mixing_audio(path))
         for spec in noise_pairs:
             for name, wav in pair_noises(spec).items():
                 self._add_noise(name, wav)
@@ -215,8 +221,6 @@ class DynamicMixDataset(torch.utils.data.Dataset):
 
 def pair_noises(spec: str) -> dict[str, np.ndarray]:
     """Noise of sample-aligned pairs in ``CLEAN:NOISY`` folders (same file names): noisy - clean."""
-    from speechbrain_sslse.audio import list_audio
-
     clean_dir, sep, noisy_dir = spec.rpartition(":")
     if not sep or not os.path.isdir(clean_dir) or not os.path.isdir(noisy_dir):
         raise ValueError(f"noise pairs want CLEAN:NOISY folders, got {spec!r}")
@@ -226,8 +230,7 @@ def pair_noises(spec: str) -> dict[str, np.ndarray]:
         clean_path = os.path.join(clean_dir, name)
         if not os.path.exists(clean_path):
             raise ValueError(f"no clean file for {noisy_path} in {clean_dir}")
-        clean = read_mono_16k(clean_path, downmix=True).numpy().astype(np.float64)
-        noisy = read_mono_16k(noisy_path, downmix=True).numpy().astype(np.float64)
+        clean, noisy = load_mixing_audio(clean_path), load_mixing_audio(noisy_path)
         if len(clean) != len(noisy):
             raise ValueError(f"{name}: clean and noisy lengths differ ({len(clean)} vs {len(noisy)}); pairs must be aligned")
         out[f"pair:{name}"] = noisy - clean

@@ -31,9 +31,9 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from .audio import SAMPLE_RATE, AudioError, list_audio, read_mono_16k, write_audio
+from .audio import SAMPLE_RATE, AudioError, list_audio, write_audio
 from .data_prep import SUBSETS
-from .mixing import TEST_SNRS, TRAIN_SNRS, mix, pair_noises
+from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, mix, pair_noises
 
 _LIBRI = re.compile(r"^(\d+)-\d+-\d+$")
 
@@ -43,11 +43,6 @@ def speaker_of(path: str, root: str) -> str:
     stem = os.path.splitext(os.path.basename(path))[0]
     m = _LIBRI.match(stem)
     return f"libri{m.group(1)}" if m else os.path.relpath(os.path.dirname(path), root)
-
-
-def load_16k(path: str) -> np.ndarray:
-    """A file as 16 kHz mono float64 (downmixed, resampled)."""
-    return read_mono_16k(path, downmix=True).numpy().astype(np.float64)
 
 
 def split(items: list[str], test_fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -85,7 +80,7 @@ def simulate(
         valid_noise = train_noise
         if noise_valid_fraction > 0:
             train_noise, valid_noise = split(train_noise, noise_valid_fraction, split_rng)
-    noise_cache = {p: load_16k(p) for p in noises}
+    noise_cache = {p: load_mixing_audio(p) for p in noises}
     pair_names = []
     for spec in train_noise_pairs:  # training only: never in the valid or test split
         extra = pair_noises(spec)
@@ -102,7 +97,7 @@ def simulate(
         jobs = [(s, p, r) for s in speakers for p in sorted(by_speaker[s]) for r in range(reps)]
         for k, (spk, path, rep) in enumerate(tqdm(jobs, desc=f"simulate {subset}", disable=None)):
             try:
-                clean = load_16k(path)[: int(max_seconds * SAMPLE_RATE)]
+                clean = load_mixing_audio(path)[: int(max_seconds * SAMPLE_RATE)]
             except AudioError as err:
                 print(f"skipped: {err}", file=sys.stderr)
                 continue
