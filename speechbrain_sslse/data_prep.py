@@ -41,6 +41,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, write_audio
+from .checkpoints import write_text_atomic
 from .data import AUTHORS_RANDOM_STATE, authors_split
 
 logger = logging.getLogger(__name__)
@@ -223,12 +224,8 @@ def prepare_vctk(
         test = _pairs(data_folder, save_folder, "test")
     sets = {"train": train, "valid": valid, "test": test}
     for name, entries in sets.items():
-        tmp = paths[name] + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(entries, f, indent=2)
-        os.replace(tmp, paths[name])
+        write_text_atomic(paths[name], json.dumps(entries, indent=2))
         logger.info("%s: %d utterances -> %s", name, len(entries), paths[name])
-    with open(record, "w", encoding="utf-8") as f:
-        json.dump(split, f)
+    write_text_atomic(record, json.dumps(split))
     logger.info("validation split: %s", split)
     return paths

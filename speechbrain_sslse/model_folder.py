@@ -28,6 +28,8 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from .checkpoints import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 FILES = ("hyperparams.yaml", "enhancer.ckpt", "layer_weights.json", "custom_interface.py")
@@ -173,13 +175,6 @@ def inference_yaml(model: torch.nn.Module, chunk_seconds: float = 30.0, overlap_
 
 
 # -- the folder ------------------------------------------------------------------
-def _write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _same_state(path: str, state: dict[str, torch.Tensor]) -> bool:
     try:
         old = torch.load(path, map_location="cpu", weights_only=True)
@@ -232,9 +227,9 @@ def save_model_folder(model: torch.nn.Module, out_folder: str, card: str | None 
     yaml_text = inference_yaml(model, chunk_seconds, overlap_seconds, batch_size, ssl_source)
     os.makedirs(out_folder, exist_ok=True)
     save_checkpoint(model, os.path.join(out_folder, "enhancer.ckpt"))
-    _write_text(os.path.join(out_folder, "hyperparams.yaml"), yaml_text)
+    write_text_atomic(os.path.join(out_folder, "hyperparams.yaml"), yaml_text)
     weights = model.layer_weights
-    _write_text(os.path.join(out_folder, "layer_weights.json"), json.dumps(
+    write_text_atomic(os.path.join(out_folder, "layer_weights.json"), json.dumps(
         {"layers": model.ssl.layer_ids if model.ssl is not None else [],
          "weights": weights.tolist() if weights is not None else []}, indent=1))
     target = os.path.join(out_folder, "custom_interface.py")
@@ -244,5 +239,5 @@ def save_model_folder(model: torch.nn.Module, out_folder: str, card: str | None 
         enhance_example(model, example, out_folder, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
                         batch_size=batch_size)
     if card is not None:
-        _write_text(os.path.join(out_folder, "README.md"), card)
+        write_text_atomic(os.path.join(out_folder, "README.md"), card)
     return out_folder

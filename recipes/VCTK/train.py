@@ -24,7 +24,7 @@ from speechbrain.utils.parameter_transfer import Pretrainer
 from speechbrain_sslse import metrics
 from speechbrain_sslse.plots import plot_training_curves, plot_weight_history
 from speechbrain_sslse.audio import write_audio
-from speechbrain_sslse.checkpoints import CheckpointError, best_checkpoint, check_checkpoints, keep_best
+from speechbrain_sslse.checkpoints import CheckpointError, best_checkpoint, check_checkpoints, keep_best, write_text_atomic
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.data import random_crop_pair, random_gain, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
@@ -175,15 +175,6 @@ def check_same_model(output_folder: str, resolved: str) -> None:
                           "--output_folder (or --experiment) to train this one, or move that folder aside")
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def check_manifest(path: str) -> None:
     """A malformed manifest is one error naming its file, not a traceback mid-training."""
     try:
@@ -294,7 +285,7 @@ def main(argv: list[str]) -> SSLSEBrain:
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"])
     if if_main_process():  # the resolved, self-contained file (rows only hold overrides)
-        atomic_write_text(os.path.join(hparams["output_folder"], "hyperparams.yaml"), resolved)
+        write_text_atomic(os.path.join(hparams["output_folder"], "hyperparams.yaml"), resolved)
     run_on_main(
         prepare_vctk,
         kwargs={
