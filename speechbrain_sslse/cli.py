@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 
@@ -25,18 +26,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
-    return value
+def whole_number(least: int):
+    """An argparse type: an int >= ``least`` (one line naming the bound otherwise)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {value}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
-    return value
+positive_int, non_negative_int = whole_number(1), whole_number(0)
 
 
 def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
@@ -69,8 +71,6 @@ def _quiet_third_parties(quiet: bool) -> None:
         pass
     warnings.filterwarnings("ignore", category=FutureWarning)
     if quiet:
-        import os
-
         os.environ["TQDM_DISABLE"] = "1"
         warnings.filterwarnings("ignore")
 
