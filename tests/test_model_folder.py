@@ -227,3 +227,31 @@ def test_nothing_imports_from_recipes():
             for line in re.findall(r"^.*sys\.path\s*(?:\.\w+\(|\+=|=).*$", text, re.M):  # changes to sys.path
                 assert folder != "recipes" and "recipe" not in line.lower(), (path, line)
     assert "recipes" not in open(os.path.join(ROOT, "benchmarks", "long_file.py")).read().split("CHILD")[0]
+
+
+def test_card_scores_are_the_models_own_row(tmp_path):
+    """A summary from a side-by-side run holds other systems too: the card's model-index takes
+    the model's own row (exact name, or its one annotated row) and refuses a summary that has
+    none, instead of reporting a peer's scores as the model's."""
+    folder = tmp_path / "mine"
+    save_model_folder(EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1), str(folder))
+    base = json.load(open(glob.glob(os.path.join(ROOT, "pretrained", "*", "eval", "*", "summary.json"))[0]))
+    noisy = base["systems"]["Noisy"]
+
+    def scaled(factor):
+        return {k: dict(v, mean=v["mean"] * factor) if isinstance(v, dict) and "mean" in v else v
+                for k, v in noisy.items()}
+
+    def export(systems):
+        path = tmp_path / "summary.json"
+        path.write_text(json.dumps(dict(base, systems=systems)))
+        return subprocess.run([sys.executable, EXPORT, str(folder), str(folder), "--example", "",
+                               "--summary", f"side by side={path}"], cwd=tmp_path, env=ENV,
+                              capture_output=True, text=True, timeout=600)
+
+    res = export({"Noisy": noisy, "NSNet2": scaled(2.0), "mine (noise held out)": scaled(1.5)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    pesq = [r.metric_value for r in _card(folder).data.eval_results if r.metric_type == "pesq"]
+    assert pesq == [round(noisy["pesq"]["mean"] * 1.5, 4)]
+    res = export({"Noisy": noisy, "NSNet2": scaled(2.0), "DeepFilterNet3": scaled(1.5)})
+    assert res.returncode != 0 and "no single row for the model 'mine'" in res.stderr

@@ -198,13 +198,20 @@ def read_summary(path: str) -> dict:
 
 
 def system_of(summary: dict, name: str) -> tuple[str, dict]:
+    """The model's row: named exactly ``name``, else the one row ``name (a note)``, else the
+    only row besides Noisy. A summary with several other systems (peers side by side) and
+    none of them this model is an error: the card must never show another system's scores."""
     systems = summary["systems"]
     if name in systems:
         return name, systems[name]
+    noted = [k for k in systems if k.startswith(f"{name} (")]
+    if len(noted) == 1:
+        return noted[0], systems[noted[0]]
     others = [k for k in systems if k != NOISY]
-    if not others:
-        raise ConfigError(f"summary has no system besides {NOISY!r}")
-    return others[0], systems[others[0]]
+    if len(others) == 1 and not noted:
+        return others[0], systems[others[0]]
+    raise ConfigError(f"summary has no single row for the model {name!r} (rows: {', '.join(systems)}); "
+                      "name the model with --name as its row is named")
 
 
 def card_sections(text: str) -> dict[str, str]:
