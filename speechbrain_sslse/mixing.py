@@ -118,12 +118,37 @@ def speech_shaped_noise(spectrum: np.ndarray, seconds: float, rng: np.random.Gen
     return out / np.sqrt(max(float(np.mean(out**2)), 1e-20))
 
 
+def random_eq(x: np.ndarray, max_db: float, rng: np.random.Generator, points: int = 8) -> np.ndarray:
+    """``x`` through a random smooth filter: gains uniform in +-``max_db`` at ``points``
+    log-spaced frequencies (50 Hz to Nyquist), interpolated over the FFT bins. Turns one
+    noise recording into many colourings of it."""
+    spec = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
+    anchors = np.geomspace(50.0, SAMPLE_RATE / 2, points)
+    gains_db = rng.uniform(-max_db, max_db, points)
+    curve = np.interp(np.log(np.maximum(freqs, 1.0)), np.log(anchors), gains_db)
+    return np.fft.irfft(spec * 10 ** (curve / 20), len(x))
+
+
+def speed_segment(noise: np.ndarray, length: int, start: int, factor: float) -> np.ndarray:
+    """``length`` samples of ``noise`` played ``factor`` times faster (``factor`` > 1 moves
+    its spectrum up), from ``start``, wrapping around; linear interpolation (a noise
+    augmentation, not a resampler for speech)."""
+    span = int(np.ceil(length * factor)) + 2
+    seg = noise_segment(noise, span, start)
+    return np.interp(np.arange(length) * factor, np.arange(span), seg)
+
+
 class DynamicMixDataset(torch.utils.data.Dataset):
     """Training mixtures drawn on the fly: a random crop of a random training utterance
     (tiled if shorter, random offset), a random segment of a random training noise
     (recordings, real paired noise, babble, speech-shaped noise), an SNR from ``snrs``
     (or uniform in ``snr_range``) on the utterance's active level, the method's random
-    gain on both signals.
+    gain on both signals. Optional noise augmentation (off by default, and drawn after the
+    draws above so that enabling it leaves them as they were): the segment played at a
+    random speed in ``noise_speed_range``, a random EQ of up to +-``noise_eq_db``, and with
+    probability ``second_noise_prob`` a second training noise added at -5..+5 dB relative
+    level; the SNR is set after augmentation, on the noise as mixed.
 
     Item ``i`` of epoch ``e`` depends only on (seed, e, i): a killed run that resumes
     mid-epoch gets the same mixtures, and ranks under DDP, which sample disjoint
@@ -135,9 +160,14 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         snrs: Sequence[float] = TRAIN_SNRS, snr_range: Sequence[float] | None = None,
         gain_range: Sequence[float] = (1.0, 2.5), babble_tracks: int = 0, babble_talkers: tuple[int, int] = (3, 7),
         ssn_tracks: int = 0, noise_pairs: Sequence[str] = (), seed: int = 999, max_seconds: float = 12.0,
+        noise_speed_range: Sequence[float] | None = None, noise_eq_db: float = 0.0, second_noise_prob: float = 0.0,
     ) -> None:
         if items_per_epoch < 1 or crop < 1:
             raise ValueError("items_per_epoch and crop must be positive")
+        if noise_speed_range is not None and not 0 < float(noise_speed_range[0]) <= float(noise_speed_range[1]):
+            raise ValueError(f"noise_speed_range must be [low, high] with 0 < low <= high, got {noise_speed_range}")
+        if noise_eq_db < 0 or not 0 <= second_noise_prob <= 1:
+            raise ValueError("noise_eq_db must be >= 0 and second_noise_prob in [0, 1]")
         self.speech_files = sorted(speech)
         if not self.speech_files or not (noise or noise_pairs or babble_tracks or ssn_tracks):
             raise ValueError("dynamic mixing needs training speech and at least one noise source")
@@ -166,6 +196,8 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         self.items, self.crop, self.seed, self.epoch = int(items_per_epoch), int(crop), int(seed), 0
         self.snrs, self.snr_range = tuple(float(s) for s in snrs), snr_range
         self.gain_range = tuple(float(g) for g in gain_range)
+        self.noise_speed_range = None if noise_speed_range is None else tuple(float(v) for v in noise_speed_range)
+        self.noise_eq_db, self.second_noise_prob = float(noise_eq_db), float(second_noise_prob)
 
     def _add_noise(self, name: str, wav: np.ndarray) -> None:
         if len(wav) == 0 or not np.any(wav):
@@ -203,15 +235,34 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         clean = utt[start : start + self.crop]
         j = int(rng.integers(len(self.noises)))
         noise = self.noises[j]
-        seg = noise_segment(noise, self.crop, int(rng.integers(0, len(noise))))
+        noise_start = int(rng.integers(0, len(noise)))
         if self.snr_range is not None:
             snr = float(rng.uniform(*self.snr_range))
         else:
             snr = self.snrs[int(rng.integers(len(self.snrs)))]
-        clean, noisy = mix_at_snr(clean, seg, snr, speech_level=self.levels[k])
         gain = float(rng.uniform(*self.gain_range))
+        seg, names = self._noise(j, noise_start, rng)
+        clean, noisy = mix_at_snr(clean, seg, snr, speech_level=self.levels[k])
         return {"id": f"dm_e{self.epoch}_{index}", "clean": clean * gain, "noisy": noisy * gain, "snr_db": snr,
-                "speech": self.speech_files[k], "noise": self.noise_names[j], "gain": gain}
+                "speech": self.speech_files[k], "noise": "+".join(names), "gain": gain}
+
+    def _noise(self, j: int, start: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+        """The noise segment of a mixture (augmented when asked) and the noises it holds."""
+        speed = float(rng.uniform(*self.noise_speed_range)) if self.noise_speed_range else 1.0
+        seg = speed_segment(self.noises[j], self.crop, start, speed) if speed != 1.0 else \
+            noise_segment(self.noises[j], self.crop, start)
+        names = [self.noise_names[j]]
+        if self.noise_eq_db > 0:
+            seg = random_eq(seg, self.noise_eq_db, rng)
+        if self.second_noise_prob > 0 and len(self.noises) > 1 and rng.random() < self.second_noise_prob:
+            other = int(rng.integers(len(self.noises) - 1))
+            other += other >= j  # any noise but the first
+            extra = noise_segment(self.noises[other], self.crop, int(rng.integers(0, len(self.noises[other]))))
+            rel_db = float(rng.uniform(-5.0, 5.0))
+            scale = np.sqrt(max(float(np.mean(seg**2)), 1e-20) / max(float(np.mean(extra**2)), 1e-20))
+            seg = seg + extra * scale * 10 ** (rel_db / 20)
+            names.append(self.noise_names[other])
+        return seg, names
 
     def __getitem__(self, index: int) -> dict:
         m = self.mixture(index)

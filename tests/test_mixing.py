@@ -108,3 +108,50 @@ def test_mixtures_are_crops_of_the_training_length(rendered):
     item = ds[0]
     assert item["noisy_sig"].shape == item["clean_sig"].shape == (8000,)
     assert item["noisy_sig"].dtype == torch.float32
+
+
+AUGMENT = dict(noise_speed_range=(0.8, 1.25), noise_eq_db=6.0, second_noise_prob=0.5)
+
+
+def test_noise_augmentation_is_deterministic_and_keeps_the_plain_draws(rendered):
+    """Augmented mixtures follow (seed, epoch, index) like plain ones, keep the plain draws
+    (speech crop, noise, SNR, gain), differ from them only in the noise, and the SNR is set
+    on the noise as mixed."""
+    plain, a, b = _dataset(rendered), _dataset(rendered, **AUGMENT), _dataset(rendered, **AUGMENT)
+    assert _same(_epoch(a, 2, range(12)), _epoch(b, 2, range(12)))
+    plain.set_epoch(2)
+    two = 0
+    for i in range(12):
+        p, m = plain.mixture(i), a.mixture(i)
+        assert (m["snr_db"], m["gain"], m["speech"]) == (p["snr_db"], p["gain"], p["speech"])
+        assert m["noise"].split("+")[0] == p["noise"]
+        assert not np.allclose(m["noisy"], p["noisy"])
+        two += "+" in m["noise"]
+    assert 0 < two < 12  # about half the mixtures hold a second, different noise
+    ds = _dataset(rendered, babble_tracks=0, ssn_tracks=0, max_seconds=1.0, crop=16000, **AUGMENT)
+    for i in range(20):
+        m = ds.mixture(i)
+        assert len(set(m["noise"].split("+"))) == len(m["noise"].split("+"))
+        noise = m["noisy"] - m["clean"]
+        measured = 10 * np.log10(active_level(m["clean"]) / np.mean(noise**2))
+        assert abs(measured - m["snr_db"]) < 0.1, (i, measured, m["snr_db"])
+
+
+def test_noise_speed_and_eq_change_the_spectrum_as_asked():
+    from speechbrain_sslse.mixing import random_eq, speed_segment
+    rng = np.random.default_rng(0)
+    t = np.arange(32000) / 16000
+    tone = np.sin(2 * np.pi * 1000 * t)
+    fast = speed_segment(tone, 16000, 0, 1.25)
+    peak = np.argmax(np.abs(np.fft.rfft(fast))) * 16000 / len(fast)
+    assert abs(peak - 1250) < 2
+    white = rng.standard_normal(16000)
+    eq = random_eq(white, 6.0, np.random.default_rng(1))
+    ratio_db = 10 * np.log10(np.abs(np.fft.rfft(eq)) ** 2 / np.maximum(np.abs(np.fft.rfft(white)) ** 2, 1e-12))
+    assert np.abs(ratio_db).max() <= 6.0 + 1e-6 and np.ptp(ratio_db) > 1.0
+    with pytest.raises(ValueError, match="noise_speed_range"):
+        _dataset_args_check(noise_speed_range=(0.0, 1.0))
+
+
+def _dataset_args_check(**kw):
+    DynamicMixDataset(["x.wav"], ["n.wav"], 4, **kw)
