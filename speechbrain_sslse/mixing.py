@@ -164,10 +164,12 @@ class DynamicMixDataset(torch.utils.data.Dataset):
     ) -> None:
         if items_per_epoch < 1 or crop < 1:
             raise ValueError("items_per_epoch and crop must be positive")
-        if noise_speed_range is not None and not 0 < float(noise_speed_range[0]) <= float(noise_speed_range[1]):
+        if noise_speed_range is not None and not (
+                len(noise_speed_range) == 2 and np.all(np.isfinite(noise_speed_range))
+                and 0 < float(noise_speed_range[0]) <= float(noise_speed_range[1])):
             raise ValueError(f"noise_speed_range must be [low, high] with 0 < low <= high, got {noise_speed_range}")
-        if noise_eq_db < 0 or not 0 <= second_noise_prob <= 1:
-            raise ValueError("noise_eq_db must be >= 0 and second_noise_prob in [0, 1]")
+        if not (np.isfinite(noise_eq_db) and noise_eq_db >= 0 and 0 <= second_noise_prob <= 1):
+            raise ValueError("noise_eq_db must be a finite value >= 0 and second_noise_prob in [0, 1]")
         self.speech_files = sorted(speech)
         if not self.speech_files or not (noise or noise_pairs or babble_tracks or ssn_tracks):
             raise ValueError("dynamic mixing needs training speech and at least one noise source")
@@ -193,6 +195,8 @@ class DynamicMixDataset(torch.utils.data.Dataset):
             for k in range(ssn_tracks):
                 self._add_noise(f"ssn:{k}", speech_shaped_noise(spectrum, 10.0, rng))
                 self.artificial_sources[f"ssn:{k}"] = list(self.speech_files)
+        if second_noise_prob > 0 and len(self.noises) < 2:
+            raise ValueError("second_noise_prob needs at least two training noises")
         self.items, self.crop, self.seed, self.epoch = int(items_per_epoch), int(crop), int(seed), 0
         self.snrs, self.snr_range = tuple(float(s) for s in snrs), snr_range
         self.gain_range = tuple(float(g) for g in gain_range)

@@ -145,13 +145,27 @@ def test_noise_speed_and_eq_change_the_spectrum_as_asked():
     fast = speed_segment(tone, 16000, 0, 1.25)
     peak = np.argmax(np.abs(np.fft.rfft(fast))) * 16000 / len(fast)
     assert abs(peak - 1250) < 2
+    slow = speed_segment(tone, 16000, 0, 0.8)
+    assert abs(np.argmax(np.abs(np.fft.rfft(slow))) * 16000 / len(slow) - 800) < 2
     white = rng.standard_normal(16000)
     eq = random_eq(white, 6.0, np.random.default_rng(1))
     ratio_db = 10 * np.log10(np.abs(np.fft.rfft(eq)) ** 2 / np.maximum(np.abs(np.fft.rfft(white)) ** 2, 1e-12))
-    assert np.abs(ratio_db).max() <= 6.0 + 1e-6 and np.ptp(ratio_db) > 1.0
-    with pytest.raises(ValueError, match="noise_speed_range"):
-        _dataset_args_check(noise_speed_range=(0.0, 1.0))
+    assert np.abs(ratio_db).max() <= 6.0 + 1e-6 and np.ptp(ratio_db) > 1.0  # coloured, within the bound
+    assert abs(10 * np.log10(np.mean(eq[:8000] ** 2) / np.mean(white[:8000] ** 2))) < 6.0
+    for bad in ((0.0, 1.0), (1.2,), (0.8, 1.0, 1.2), (0.8, float("inf"))):
+        with pytest.raises(ValueError, match="noise_speed_range"):
+            _dataset_args_check(noise_speed_range=bad)
+    with pytest.raises(ValueError, match="noise_eq_db"):
+        _dataset_args_check(noise_eq_db=float("nan"))
 
 
 def _dataset_args_check(**kw):
     DynamicMixDataset(["x.wav"], ["n.wav"], 4, **kw)
+
+
+def test_a_second_noise_needs_two_noises(rendered):
+    root, sim = rendered
+    import json
+    spec = json.load(open(root / "set" / "simulation.json"))
+    with pytest.raises(ValueError, match="at least two training noises"):
+        DynamicMixDataset(spec["train_speech"], spec["train_noise_files"][:1], 4, second_noise_prob=0.3)

@@ -231,8 +231,8 @@ def test_nothing_imports_from_recipes():
 
 def test_card_scores_are_the_models_own_row(tmp_path):
     """A summary from a side-by-side run holds other systems too: the card's model-index takes
-    the model's own row (exact name, or its one annotated row) and refuses a summary that has
-    none, instead of reporting a peer's scores as the model's."""
+    the row named exactly as the model and refuses a summary without one, instead of
+    reporting a peer's (or fold models') scores as the model's."""
     folder = tmp_path / "mine"
     save_model_folder(EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1), str(folder))
     base = json.load(open(glob.glob(os.path.join(ROOT, "pretrained", "*", "eval", "*", "summary.json"))[0]))
@@ -249,9 +249,11 @@ def test_card_scores_are_the_models_own_row(tmp_path):
                                "--summary", f"side by side={path}"], cwd=tmp_path, env=ENV,
                               capture_output=True, text=True, timeout=600)
 
-    res = export({"Noisy": noisy, "NSNet2": scaled(2.0), "mine (noise held out)": scaled(1.5)})
+    res = export({"Noisy": noisy, "NSNet2": scaled(2.0), "mine": scaled(1.5), "mine (2 folds)": scaled(1.2)})
     assert res.returncode == 0, res.stderr[-2000:]
     pesq = [r.metric_value for r in _card(folder).data.eval_results if r.metric_type == "pesq"]
     assert pesq == [round(noisy["pesq"]["mean"] * 1.5, 4)]
-    res = export({"Noisy": noisy, "NSNet2": scaled(2.0), "DeepFilterNet3": scaled(1.5)})
-    assert res.returncode != 0 and "no single row for the model 'mine'" in res.stderr
+    for systems in ({"Noisy": noisy, "NSNet2": scaled(2.0), "DeepFilterNet3": scaled(1.5)},
+                    {"Noisy": noisy, "NSNet2": scaled(2.0)}, {"Noisy": noisy, "mine (2 folds)": scaled(1.2)}):
+        res = export(systems)
+        assert res.returncode != 0 and "no row named 'mine'" in res.stderr, systems.keys()

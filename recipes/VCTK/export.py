@@ -198,20 +198,14 @@ def read_summary(path: str) -> dict:
 
 
 def system_of(summary: dict, name: str) -> tuple[str, dict]:
-    """The model's row: named exactly ``name``, else the one row ``name (a note)``, else the
-    only row besides Noisy. A summary with several other systems (peers side by side) and
-    none of them this model is an error: the card must never show another system's scores."""
+    """The model's row: the one named exactly ``name``. Anything looser can put another
+    system's scores on the card (a peer in a side-by-side summary, a sole row of some other
+    model, or an annotated row holding fold models' scores), so it is an error instead."""
     systems = summary["systems"]
     if name in systems:
         return name, systems[name]
-    noted = [k for k in systems if k.startswith(f"{name} (")]
-    if len(noted) == 1:
-        return noted[0], systems[noted[0]]
-    others = [k for k in systems if k != NOISY]
-    if len(others) == 1 and not noted:
-        return others[0], systems[others[0]]
-    raise ConfigError(f"summary has no single row for the model {name!r} (rows: {', '.join(systems)}); "
-                      "name the model with --name as its row is named")
+    raise ConfigError(f"summary has no row named {name!r} (rows: {', '.join(systems)}); "
+                      "export with --name set to the model's row name")
 
 
 def card_sections(text: str) -> dict[str, str]:
