@@ -294,7 +294,11 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
     optional ``floored``, ``error``), in ``ids`` order; returns (rows, ids missing from the
     file). A missing id, or a metric that is empty or not finite, gets the floor."""
     with open(path, newline="") as f:
-        table = {r["id"]: r for r in csv.DictReader(f)}
+        reader = csv.DictReader(f)
+        table = {r["id"]: r for r in reader}
+    # metrics beyond the paper's (SI-SDR, DNSMOS) where the file has them: a system scored
+    # elsewhere then keeps its place in those tables too
+    extra = [m for m in evaluation.EXTRA_METRICS if m in (reader.fieldnames or [])]
     floors = getattr(metrics, "FLOORS", None)
     rows, missing = [], []
     for uid in ids:
@@ -311,6 +315,14 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
                 row[m] = float("nan")
             if floors is not None and not np.isfinite(row[m]):
                 row[m] = floors[m]
+                floored.append(m)
+        for m in extra:
+            try:
+                row[m] = float(r.get(m) or "nan")
+            except ValueError:
+                row[m] = float("nan")
+            if not np.isfinite(row[m]):
+                row[m] = evaluation.ALL_FLOORS[m]
                 floored.append(m)
         if floors is not None:
             row["floored"] = " ".join(dict.fromkeys(floored))

@@ -7,6 +7,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,3 +119,25 @@ def test_a_failing_peer_is_reported_per_file_not_fatal(tmp_path):
                                         str(tmp_path / "enh"), "delay")
     assert [j[0] for j in jobs] == ["a"] and [r["id"] for r in failed] == ["b"]
     assert "enhancement failed" in failed[0]["error"]
+
+
+def test_scores_from_a_csv_keep_si_sdr_where_the_file_has_it(tmp_path):
+    """A system scored elsewhere with an si_sdr column stays in the SI-SDR table (a file
+    without it leaves the table to the systems that have it: none here)."""
+    clean, noisy, fake = _tiny_set(tmp_path)
+    with_sdr, without = tmp_path / "scores_with.csv", tmp_path / "scores_without.csv"
+    for path, extra in ((with_sdr, ["si_sdr"]), (without, [])):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "pesq", "csig", "cbak", "covl", "stoi", "ssnr", *extra, "error"])
+            w.writerow(["a", 2.0, 3.0, 2.5, 2.4, 0.9, 5.0, *(["7.5"] if extra else []), ""])
+            w.writerow(["b", 2.2, 3.1, 2.6, 2.5, 0.8, 6.0, *(["nan"] if extra else []), ""])
+    peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
+                "--scores", f"other:tiny={with_sdr}", "--out", str(tmp_path / "one"), "--workers", "1"])
+    systems = json.load(open(tmp_path / "one" / "tiny" / "summary.json"))["systems"]
+    floor = peers.evaluation.ALL_FLOORS["si_sdr"]
+    assert systems["other"]["si_sdr"]["mean"] == pytest.approx((7.5 + floor) / 2)  # nan -> floor
+    assert "SI-SDR" in open(tmp_path / "one" / "peers.md").read()
+    peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
+                "--scores", f"other:tiny={without}", "--out", str(tmp_path / "two"), "--workers", "1"])
+    assert "SI-SDR" not in open(tmp_path / "two" / "peers.md").read()
