@@ -299,7 +299,6 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
     # metrics beyond the paper's (SI-SDR, DNSMOS) where the file has them: a system scored
     # elsewhere then keeps its place in those tables too
     extra = [m for m in evaluation.EXTRA_METRICS if m in (reader.fieldnames or [])]
-    floors = getattr(metrics, "FLOORS", None)
     rows, missing = [], []
     for uid in ids:
         r = table.get(uid)
@@ -308,15 +307,7 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
             rows.append(_failed_row(uid, f"not in {path}"))
             continue
         row, floored = {"id": uid}, (r.get("floored") or "").split()
-        for m in metrics.METRICS:
-            try:
-                row[m] = float(r.get(m) or "nan")
-            except ValueError:
-                row[m] = float("nan")
-            if floors is not None and not np.isfinite(row[m]):
-                row[m] = floors[m]
-                floored.append(m)
-        for m in extra:
+        for m in (*metrics.METRICS, *extra):
             try:
                 row[m] = float(r.get(m) or "nan")
             except ValueError:
@@ -324,8 +315,7 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
             if not np.isfinite(row[m]):
                 row[m] = evaluation.ALL_FLOORS[m]
                 floored.append(m)
-        if floors is not None:
-            row["floored"] = " ".join(dict.fromkeys(floored))
+        row["floored"] = " ".join(dict.fromkeys(floored))
         row["error"] = r.get("error") or ("not a finite value in " + path if floored else "")
         rows.append(row)
     return rows, missing

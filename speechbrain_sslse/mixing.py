@@ -30,6 +30,11 @@ def load_mixing_audio(path: str) -> np.ndarray:
     return read_mono_16k(path, downmix=True).numpy().astype(np.float64)
 
 
+def power(x: np.ndarray) -> float:
+    """Mean power, floored at 1e-20 so a silent signal never divides by zero."""
+    return max(float(np.mean(x**2)), 1e-20)
+
+
 def active_level(x: np.ndarray, rate: int = SAMPLE_RATE, margin_db: float = 15.9) -> float:
     """Active speech power: a P.56-style fixed point over 10 ms frame powers (the level c
     for which the mean power of frames above c - 15.9 dB equals c)."""
@@ -62,7 +67,7 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, speech_level
     the active speech level (of ``clean`` unless given, e.g. the whole utterance's for a
     crop); both rescaled together if the mixture would clip."""
     level = active_level(clean) if speech_level is None else speech_level
-    seg_power = max(float(np.mean(noise**2)), 1e-20)
+    seg_power = power(noise)
     noisy = clean + noise * np.sqrt(level / (seg_power * 10 ** (snr_db / 10)))
     peak = max(float(np.abs(noisy).max(initial=0.0)), float(np.abs(clean).max(initial=0.0)))
     if peak > CLIP_PEAK:
@@ -88,7 +93,7 @@ def babble(utterances: Sequence[np.ndarray], talkers: int, seconds: float, rng: 
         u = utterances[k]
         seg = noise_segment(u, n, int(rng.integers(0, len(u))))
         out += seg / np.sqrt(max(active_level(u), 1e-20))
-    return out / np.sqrt(max(float(np.mean(out**2)), 1e-20)), used
+    return out / np.sqrt(power(out)), used
 
 
 def long_term_spectrum(utterances: Sequence[np.ndarray], n_fft: int = 512) -> np.ndarray:
@@ -115,7 +120,7 @@ def speech_shaped_noise(spectrum: np.ndarray, seconds: float, rng: np.random.Gen
     freqs = np.linspace(0, 1, len(white))
     shape = np.sqrt(np.interp(freqs, np.linspace(0, 1, len(spectrum)), spectrum))
     out = np.fft.irfft(white * shape, n)
-    return out / np.sqrt(max(float(np.mean(out**2)), 1e-20))
+    return out / np.sqrt(power(out))
 
 
 def random_eq(x: np.ndarray, max_db: float, rng: np.random.Generator, points: int = 8) -> np.ndarray:
@@ -258,12 +263,12 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         names = [self.noise_names[j]]
         if self.noise_eq_db > 0:
             seg = random_eq(seg, self.noise_eq_db, rng)
-        if self.second_noise_prob > 0 and len(self.noises) > 1 and rng.random() < self.second_noise_prob:
+        if self.second_noise_prob > 0 and rng.random() < self.second_noise_prob:  # >= 2 noises (checked)
             other = int(rng.integers(len(self.noises) - 1))
             other += other >= j  # any noise but the first
             extra = noise_segment(self.noises[other], self.crop, int(rng.integers(0, len(self.noises[other]))))
             rel_db = float(rng.uniform(-5.0, 5.0))
-            scale = np.sqrt(max(float(np.mean(seg**2)), 1e-20) / max(float(np.mean(extra**2)), 1e-20))
+            scale = np.sqrt(power(seg) / power(extra))
             seg = seg + extra * scale * 10 ** (rel_db / 20)
             names.append(self.noise_names[other])
         return seg, names
