@@ -26,6 +26,8 @@ Arguments (``--set``, ``--model``, ``--scores``, ``--note`` repeat):
   Enhanced wavs go to a temporary folder unless ``--keep-audio`` (then
   ``<out>/<set>/<system>/``).
 * ``--workers``: scoring processes; ``--threads``: torch / ONNX Runtime threads for enhancing.
+* ``--dnsmos``: add Microsoft's DNSMOS (SIG, BAK, OVRL, P.808; no reference) for every system
+  whose audio is scored here; a system from a CSV without those columns shows "—" there.
 
 Every output has the input's length and rate and is written as float WAV. A file a peer or a
 model cannot enhance is reported and counted as failed (``error`` in its CSV row), the others
@@ -281,12 +283,10 @@ def peer_enhance_file(peer: Peer, noisy_path: str, out_path: str) -> None:
 # --------------------------------------------------------------------------- systems
 
 
-def _failed_row(uid: str, error: str) -> dict:
+def _failed_row(uid: str, error: str, dnsmos: bool = False) -> dict:
     """The row of an utterance a system has no usable output for: floored like
     ``evaluation`` floors a missing or broken estimate."""
-    if hasattr(evaluation, "floored_row"):
-        return evaluation.floored_row(uid, error)
-    return {"id": uid, **{m: float("nan") for m in metrics.METRICS}, "error": error}  # older evaluation
+    return evaluation.floored_row(uid, error, dnsmos)
 
 
 def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
@@ -304,7 +304,7 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
         r = table.get(uid)
         if r is None:
             missing.append(uid)
-            rows.append(_failed_row(uid, f"not in {path}"))
+            rows.append(_failed_row(uid, f"not in {path}", dnsmos=bool(set(extra) & set(metrics.DNSMOS_METRICS))))
             continue
         row, floored = {"id": uid}, (r.get("floored") or "").split()
         for m in (*metrics.METRICS, *extra):
@@ -321,9 +321,9 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
     return rows, missing
 
 
-def enhance_all(items, enhance, out_dir: str, desc: str) -> tuple[list, list[dict], float]:
+def enhance_all(items, enhance, out_dir: str, desc: str, dnsmos: bool = False) -> tuple[list, list[dict], float]:
     """Runs ``enhance(noisy, target)`` on every (id, clean, noisy); returns score jobs,
-    failed rows and the seconds spent."""
+    failed rows (with DNSMOS floors too where ``dnsmos``) and the seconds spent."""
     os.makedirs(out_dir, exist_ok=True)
     jobs, failed = [], []
     t0 = time.perf_counter()
@@ -335,7 +335,7 @@ def enhance_all(items, enhance, out_dir: str, desc: str) -> tuple[list, list[dic
         except Exception as err:  # a peer or model failing on one file must not stop the run
             msg = f"enhancement failed: {type(err).__name__}: {err}"
             print(f"{desc}: {uid}: {msg}", file=sys.stderr)
-            failed.append(_failed_row(uid, msg))
+            failed.append(_failed_row(uid, msg, dnsmos))
     return jobs, failed, time.perf_counter() - t0
 
 
@@ -356,24 +356,28 @@ def table_with_n(systems: dict[str, dict]) -> str:
 
 
 def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models: dict, extra: dict,
-            notes: dict, out: str, audio_root: str, workers: int) -> dict:
+            notes: dict, out: str, audio_root: str, workers: int, dnsmos: bool = False) -> dict:
     """Enhances one set with every peer and model, scores them with Noisy and the extra
-    systems, writes ``<out>/<name>/`` and returns its record for peers.json."""
+    systems (``dnsmos``: DNSMOS too, for every system whose audio is here), writes
+    ``<out>/<name>/`` and returns its record for peers.json."""
     items = evaluation.match_folders(noisy_dir, clean_dir)[0]
     if not items:
         raise SystemExit(f"set {name}: no file names in common between {clean_dir} and {noisy_dir}")
     ids = [uid for uid, _, _ in items]
     items_ids = set(ids)
     print(f"\n== {name}: {len(items)} pairs ({clean_dir} : {noisy_dir})")
-    results = {"Noisy": evaluation.score_pairs(items, workers, f"{name}: scoring Noisy")}
+    def score(jobs: list, label: str) -> list[dict]:
+        return evaluation.score_pairs(jobs, workers, f"{name}: scoring {label}", dnsmos)
+
+    results = {"Noisy": score(items, "Noisy")}
     timing = {}
     audio_s = sum(_duration(noisy) for _, _, noisy in items)
     enhancers = [(p.label, lambda noisy, target, p=p: peer_enhance_file(p, noisy, target)) for p in peers]
     enhancers += [(label, lambda noisy, target, m=m: m.enhance_file(noisy, target)) for label, m in models.items()]
     for label, fn in enhancers:
         row = label + (f" ({notes[label]})" if label in notes else "")
-        jobs, failed, secs = enhance_all(items, fn, os.path.join(audio_root, name, _slug(label)), f"{name}: {label}")
-        results[row] = evaluation.score_pairs(jobs, workers, f"{name}: scoring {label}") + failed
+        jobs, failed, secs = enhance_all(items, fn, os.path.join(audio_root, name, _slug(label)), f"{name}: {label}", dnsmos)
+        results[row] = score(jobs, label) + failed
         timing[row] = {"enhance_s": round(secs, 2), "audio_s": round(audio_s, 2), "rtf": round(secs / audio_s, 4)}
     for label, path in extra.items():
         row = label + (f" ({notes[label]})" if label in notes else "")
@@ -381,8 +385,7 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
             jobs, unmatched = evaluation.match_folders(path, clean_dir)
             jobs = [j for j in jobs if j[0] in items_ids]
             got = {j[0] for j in jobs}
-            results[row] = evaluation.score_pairs(jobs, workers, f"{name}: scoring {label}") + [
-                _failed_row(u, f"no file in {path}") for u in ids if u not in got]
+            results[row] = score(jobs, label) + [_failed_row(u, f"no file in {path}", dnsmos) for u in ids if u not in got]
         else:
             results[row], missing = read_scores_csv(path, ids)
             if missing:
@@ -429,6 +432,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads while enhancing")
     p.add_argument("--device", default="cpu", help="device for --model")
     p.add_argument("--keep-audio", action="store_true", help="keep enhanced wavs in <out>/<set>/<system>/")
+    p.add_argument("--dnsmos", action="store_true",
+                   help="add DNSMOS SIG / BAK / OVRL / P.808 (the dnsmos extra; about 0.9 s per utterance and system)")
     return p.parse_args(argv)
 
 
@@ -472,6 +477,11 @@ def main(argv=None) -> dict:
                 evaluation.check_system_name(label)  # "Noisy" is the input's row
         if len(set(rows)) != len(rows):
             raise SystemExit(f"set {name}: two systems share a name: {rows}")
+    if args.dnsmos:
+        try:
+            metrics.load_dnsmos()  # a missing package is one error before any work
+        except metrics.DnsmosUnavailable as err:
+            raise SystemExit(f"--dnsmos: {err}")
     torch.set_num_threads(args.threads)
     peers = []
     for name in dict.fromkeys(args.peers):
@@ -495,7 +505,7 @@ def main(argv=None) -> dict:
         for name, (clean, noisy) in sets.items():
             set_notes = notes[name]
             record["sets"][name] = run_set(name, clean, noisy, peers, models, extra[name], set_notes,
-                                           args.out, audio_root, args.workers)
+                                           args.out, audio_root, args.workers, args.dnsmos)
     record["wall_s"] = round(time.perf_counter() - t_start, 1)
     write_combined(args.out, record)
     return record

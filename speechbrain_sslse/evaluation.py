@@ -147,7 +147,8 @@ def score_pairs(jobs: list[tuple[str, str | None, str]], workers: int = 2, desc:
 
 def common_columns(results: dict[str, list[dict]]) -> tuple[str, ...]:
     """The metrics every row of every system has, in table order (rows read back from
-    an older CSV may lack the newer ones: then no system shows them)."""
+    an older CSV may lack the newer ones: such a system shows "—" there, see
+    ``markdown_table``)."""
     rows = [r for rs in results.values() for r in rs]
     return tuple(m for m in (*metrics.METRICS, *EXTRA_METRICS) if rows and all(m in r for r in rows))
 
@@ -179,20 +180,25 @@ def _table(systems: dict[str, dict], cols: tuple[str, ...], counts: bool) -> lis
     head = "| system | " + ("n | floored | " if counts else "") + " | ".join(LABELS[m] for m in cols) + " |"
     lines = [head, "|---|" + ("---:|---:|" if counts else "") + "---:|" * len(cols)]
     for name, s in systems.items():
-        cells = [_cell(s[m], DIGITS.get(m, 3)) for m in cols]
+        cells = [_cell(s[m], DIGITS.get(m, 3)) if m in s else MISSING for m in cols]
         n = f"{s['n']} | {s.get('n_floored', s.get('n_failed', 0))} | " if counts else ""
         lines.append(f"| {name} | {n}" + " | ".join(cells) + " |")
     return lines
+
+
+#: Table cell of a metric a system was not scored with.
+MISSING = "—"
 
 
 def markdown_table(systems: dict[str, dict]) -> str:
     """One row per system: n utterances, how many had a floored metric, then the paper's
     metrics (PESQ ... SSNR). The metrics beyond the paper's (SI-SDR, DNSMOS), where every
     system has them, follow in a second table with the same rows, so that neither gets
-    too wide to read; without reference metrics (DNSMOS only) there is one table."""
-    present = [m for m in (*metrics.METRICS, *EXTRA_METRICS) if systems and all(m in s for s in systems.values())]
-    main = tuple(m for m in present if m in metrics.METRICS)
-    extra = tuple(m for m in present if m not in metrics.METRICS)
+    too wide to read; without reference metrics (DNSMOS only) there is one table. A
+    system scored elsewhere without one of those (an older CSV) shows ``MISSING`` there
+    rather than taking the column away from the others."""
+    main = tuple(m for m in metrics.METRICS if systems and all(m in s for s in systems.values()))
+    extra = tuple(m for m in EXTRA_METRICS if any(m in s for s in systems.values()))
     if not main:
         return "\n".join(_table(systems, extra, counts=True))
     lines = _table(systems, main, counts=True)
@@ -220,7 +226,7 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     of them (and listed); any other mismatch is an error."""
     bad_refs = {r["id"]: r["error"] for rows in results.values() for r in rows if r["error"].startswith("reference:")}
     results = {name: [r for r in rows if r["id"] not in bad_refs] for name, rows in results.items()}
-    cols = common_columns(results) or metrics.METRICS
+    cols = common_columns(results) or metrics.METRICS  # the metrics every system has
     ids = {name: sorted(r["id"] for r in rows) for name, rows in results.items()}
     first = next(iter(ids.values()), [])
     for name, got in ids.items():
@@ -229,12 +235,13 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     os.makedirs(out_dir, exist_ok=True)
     systems = {}
     for name, rows in results.items():
+        own = common_columns({name: rows}) or cols  # a system may have more (SI-SDR, DNSMOS)
         with open(os.path.join(out_dir, f"scores_{_slug(name)}.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", *cols, "floored", "error"], extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=["id", *own, "floored", "error"], extrasaction="ignore")
             writer.writeheader()
             writer.writerows(sorted(rows, key=lambda r: r["id"]))
-        systems[name] = summarize(rows, cols)
-    floors = {m: ALL_FLOORS[m] for m in cols}
+        systems[name] = summarize(rows, own)
+    floors = {m: ALL_FLOORS[m] for m in ALL_FLOORS if any(m in s for s in systems.values())}
     summary = {"metrics": list(cols), "systems": systems, "floors": floors,
                "dropped_references": bad_refs, **(meta or {})}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:

@@ -122,8 +122,8 @@ def test_a_failing_peer_is_reported_per_file_not_fatal(tmp_path):
 
 
 def test_scores_from_a_csv_keep_si_sdr_where_the_file_has_it(tmp_path):
-    """A system scored elsewhere with an si_sdr column stays in the SI-SDR table (a file
-    without it leaves the table to the systems that have it: none here)."""
+    """A system scored elsewhere with an si_sdr column stays in the SI-SDR table; a file
+    without it shows "—" there and leaves the column to the systems that have it."""
     clean, noisy, fake = _tiny_set(tmp_path)
     with_sdr, without = tmp_path / "scores_with.csv", tmp_path / "scores_without.csv"
     for path, extra in ((with_sdr, ["si_sdr"]), (without, [])):
@@ -140,4 +140,36 @@ def test_scores_from_a_csv_keep_si_sdr_where_the_file_has_it(tmp_path):
     assert "SI-SDR" in open(tmp_path / "one" / "peers.md").read()
     peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
                 "--scores", f"other:tiny={without}", "--out", str(tmp_path / "two"), "--workers", "1"])
-    assert "SI-SDR" not in open(tmp_path / "two" / "peers.md").read()
+    table = open(tmp_path / "two" / "peers.md").read()
+    sdr_rows = table.split("| system | SI-SDR |")[1].strip().splitlines()[1:4]
+    assert [r.split("|")[1].strip() for r in sdr_rows] == ["Noisy", "fake", "other"]
+    assert sdr_rows[2].split("|")[2].strip() == peers.evaluation.MISSING
+    assert all("±" in r for r in sdr_rows[:2])  # the systems scored here keep their values
+    systems = json.load(open(tmp_path / "two" / "tiny" / "summary.json"))["systems"]
+    assert "si_sdr" not in systems["other"] and "si_sdr" in systems["fake"]
+
+
+def test_dnsmos_columns_for_every_system_scored_here(tmp_path):
+    """--dnsmos: Noisy, a folder system and a failed file get DNSMOS (the failure at its
+    floor); a CSV system without DNSMOS shows "—" and keeps its paper metrics."""
+    pytest.importorskip("speechmos")
+    clean, noisy, fake = _tiny_set(tmp_path)
+    os.remove(fake / "b.wav")  # no output for one file: floored, not dropped
+    csv_path = tmp_path / "scores_other.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "pesq", "csig", "cbak", "covl", "stoi", "ssnr", "error"])
+        w.writerows([["a", 2.0, 3.0, 2.5, 2.4, 0.9, 5.0, ""], ["b", 2.2, 3.1, 2.6, 2.5, 0.8, 6.0, ""]])
+    peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
+                "--scores", f"other:tiny={csv_path}", "--dnsmos", "--out", str(tmp_path / "out"), "--workers", "1"])
+    systems = json.load(open(tmp_path / "out" / "tiny" / "summary.json"))["systems"]
+    floor = peers.evaluation.ALL_FLOORS["dnsmos_ovrl"]
+    assert systems["Noisy"]["dnsmos_ovrl"]["mean"] > floor
+    rows = {r["id"]: r for r in csv.DictReader(open(tmp_path / "out" / "tiny" / "scores_fake.csv"))}
+    assert float(rows["b"]["dnsmos_bak"]) == peers.evaluation.ALL_FLOORS["dnsmos_bak"]
+    assert float(rows["a"]["dnsmos_bak"]) > peers.evaluation.ALL_FLOORS["dnsmos_bak"]
+    assert "dnsmos_sig" not in systems["other"] and systems["other"]["pesq"]["n"] == 2
+    table = open(tmp_path / "out" / "peers.md").read()
+    assert "DNSMOS BAK" in table
+    other = [r for r in table.split("DNSMOS BAK")[1].splitlines() if r.startswith("| other |")][0]
+    assert peers.evaluation.MISSING in other

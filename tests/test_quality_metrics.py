@@ -180,10 +180,14 @@ def test_parallel_and_serial_dnsmos_scoring_agree():
 
 
 def test_rows_without_the_newer_columns_still_summarise(tmp_path):
-    """Rows read back from an older scores CSV (no si_sdr): the table keeps the paper's columns."""
+    """Rows read back from an older scores CSV (no si_sdr): the table keeps the paper's
+    columns, and the SI-SDR table shows that system as not scored, not as a number."""
     old = [{"id": "a", **{m: 2.0 for m in metrics.METRICS}, "floored": "", "error": ""},
            {"id": "b", **{m: 3.0 for m in metrics.METRICS}, "floored": "", "error": ""}]
     new = [dict(r, si_sdr=5.0) for r in old]
     summary = evaluation.write_results(str(tmp_path), {"old": old, "new": new})
     assert summary["metrics"] == list(metrics.METRICS)
-    assert "SI-SDR" not in open(tmp_path / "summary.md").read()
+    table = open(tmp_path / "summary.md").read()
+    assert f"| old | {evaluation.MISSING} |" in table and "| new | 5.00 ± 0.00 |" in table
+    assert "si_sdr" not in summary["systems"]["old"] and summary["systems"]["new"]["si_sdr"]["mean"] == 5.0
+    assert "si_sdr" not in open(tmp_path / "scores_old.csv").readline()
