@@ -283,12 +283,6 @@ def peer_enhance_file(peer: Peer, noisy_path: str, out_path: str) -> None:
 # --------------------------------------------------------------------------- systems
 
 
-def _failed_row(uid: str, error: str, dnsmos: bool = False) -> dict:
-    """The row of an utterance a system has no usable output for: floored like
-    ``evaluation`` floors a missing or broken estimate."""
-    return evaluation.floored_row(uid, error, dnsmos)
-
-
 def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
     """Per-utterance rows of one system from a ``scores_<system>.csv`` (``id``, the metrics,
     optional ``floored``, ``error``), in ``ids`` order; returns (rows, ids missing from the
@@ -299,12 +293,13 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
     # metrics beyond the paper's (SI-SDR, DNSMOS) where the file has them: a system scored
     # elsewhere then keeps its place in those tables too
     extra = [m for m in evaluation.EXTRA_METRICS if m in (reader.fieldnames or [])]
+    has_dnsmos = any(m in extra for m in metrics.DNSMOS_METRICS)
     rows, missing = [], []
     for uid in ids:
         r = table.get(uid)
         if r is None:
             missing.append(uid)
-            rows.append(_failed_row(uid, f"not in {path}", dnsmos=bool(set(extra) & set(metrics.DNSMOS_METRICS))))
+            rows.append(evaluation.floored_row(uid, f"not in {path}", has_dnsmos))
             continue
         row, floored = {"id": uid}, (r.get("floored") or "").split()
         for m in (*metrics.METRICS, *extra):
@@ -335,7 +330,7 @@ def enhance_all(items, enhance, out_dir: str, desc: str, dnsmos: bool = False) -
         except Exception as err:  # a peer or model failing on one file must not stop the run
             msg = f"enhancement failed: {type(err).__name__}: {err}"
             print(f"{desc}: {uid}: {msg}", file=sys.stderr)
-            failed.append(_failed_row(uid, msg, dnsmos))
+            failed.append(evaluation.floored_row(uid, msg, dnsmos))
     return jobs, failed, time.perf_counter() - t0
 
 
@@ -385,7 +380,7 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
             jobs, unmatched = evaluation.match_folders(path, clean_dir)
             jobs = [j for j in jobs if j[0] in items_ids]
             got = {j[0] for j in jobs}
-            results[row] = score(jobs, label) + [_failed_row(u, f"no file in {path}", dnsmos) for u in ids if u not in got]
+            results[row] = score(jobs, label) + [evaluation.floored_row(u, f"no file in {path}", dnsmos) for u in ids if u not in got]
         else:
             results[row], missing = read_scores_csv(path, ids)
             if missing:
