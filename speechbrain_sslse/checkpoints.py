@@ -15,7 +15,8 @@ import shutil
 
 import torch
 import yaml
-from speechbrain.utils.checkpoints import CKPT_PREFIX, METAFNAME, PARAMFILE_EXT, Checkpointer, ckpt_recency
+from speechbrain.utils.checkpoints import (CKPT_PREFIX, METAFNAME, PARAMFILE_EXT, Checkpoint, Checkpointer,
+                                           average_checkpoints, ckpt_recency)
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,44 @@ class CheckpointError(RuntimeError):
     """No usable checkpoint to resume from; the message says which file and why."""
 
 
+#: meta key of a checkpoint holding the mean of several epochs' weights (its value: the epochs)
+AVERAGED = "averaged_epochs"
+
+
+def is_epoch(ckpt: Checkpoint) -> bool:
+    """A checkpoint written at the end of a training epoch (not mid-epoch, not an average)."""
+    return bool(ckpt.meta.get("end-of-epoch")) and AVERAGED not in ckpt.meta
+
+
+def average_last_epochs(checkpointer: Checkpointer, count: int, name: str = "enhancer") -> tuple[dict, list[int]]:
+    """The mean of ``name``'s weights over the last ``count`` end-of-epoch checkpoints
+    (SpeechBrain's ``average_checkpoints``) and the epochs they hold. Raises
+    ``CheckpointError`` when fewer are kept (``ckpt_num_to_keep`` must be >= ``count``)."""
+    ckpts = checkpointer.find_checkpoints(ckpt_predicate=is_epoch, max_num_checkpoints=count)
+    if count < 1 or len(ckpts) < count:
+        raise CheckpointError(f"averaging the last {count} epochs needs {count} epoch checkpoints; "
+                              f"{checkpointer.checkpoints_dir} holds {len(ckpts)} (set ckpt_num_to_keep >= {count})")
+    state = average_checkpoints(ckpts, name)  # on the CPU
+    return state, sorted(_epoch_of(c) for c in ckpts)
+
+
+def _epoch_of(ckpt: Checkpoint) -> int:
+    """The epoch a checkpoint ends: its epoch counter (the recipe's ``counter`` recoverable)."""
+    with open(pathlib.Path(ckpt.path) / f"counter{PARAMFILE_EXT}", encoding="utf-8") as f:
+        return int(f.read().strip())
+
+
 class AtomicCheckpointer(Checkpointer):
-    """A ``Checkpointer`` whose checkpoints appear only once every file is written."""
+    """A ``Checkpointer`` whose checkpoints appear only once every file is written.
+
+    Resuming (recovery by recency, without a selection key) skips averaged checkpoints:
+    training continues from its own last state, while the best-by-key choice (test,
+    export) weighs averages against single epochs."""
+
+    def recover_if_possible(self, importance_key=None, max_key=None, min_key=None, ckpt_predicate=None):
+        if importance_key is None and max_key is None and min_key is None and ckpt_predicate is None:
+            ckpt_predicate = lambda c: AVERAGED not in c.meta  # noqa: E731
+        return super().recover_if_possible(importance_key, max_key, min_key, ckpt_predicate)
 
     def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
         return super()._save_checkpoint_metafile(pathlib.Path(fpath).with_name(PENDING), meta_to_include, end_of_epoch)

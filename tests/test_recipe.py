@@ -13,6 +13,7 @@ import torch
 from conftest import MINI_SET, SMOKE, run_recipe
 from speechbrain.utils.checkpoints import Checkpointer
 
+from speechbrain_sslse.checkpoints import AVERAGED, AtomicCheckpointer
 from speechbrain_sslse.data import random_crop_pair
 from speechbrain_sslse.hparams import load_hparams
 from speechbrain_sslse.inference import load_model
@@ -142,3 +143,33 @@ def test_warm_start_loads_the_given_checkpoint_and_resume_wins(smoke_run, tmp_pa
 def test_warm_start_needs_a_file(tmp_path):
     res = run_recipe(tmp_path, "--init_from=/nonexistent/enhancer.ckpt", check=False)
     assert res.returncode == 2 and "error: init_from: no such file" in res.stderr, res.stderr[-2000:]
+
+
+def test_checkpoint_averaging_adds_a_scored_candidate_that_resuming_skips(tmp_path):
+    run_recipe(tmp_path, "--number_of_epochs=3", "--ckpt_num_to_keep=5", "--average_last_epochs=[2]")
+    ckpter = Checkpointer(str(tmp_path / "save"))
+    ckpts = ckpter.list_checkpoints()
+    averaged = [c for c in ckpts if AVERAGED in c.meta]
+    epochs = {int(open(c.path / "counter.ckpt").read()): c for c in ckpts if AVERAGED not in c.meta}
+    assert len(averaged) == 1 and averaged[0].meta[AVERAGED] == "2-3" and sorted(epochs) == [1, 2, 3]
+    mean = {k: (torch.load(epochs[2].path / "enhancer.ckpt")[k] + torch.load(epochs[3].path / "enhancer.ckpt")[k]) / 2
+            for k in torch.load(epochs[3].path / "enhancer.ckpt")}
+    state = torch.load(averaged[0].path / "enhancer.ckpt")
+    assert state.keys() == mean.keys()
+    assert all(torch.allclose(state[k].float(), mean[k].float(), atol=1e-6) for k in state if state[k].is_floating_point())
+    log = open(tmp_path / "train_log.txt").read()
+    loss = float(re.search(r"average of epochs: 2-3 - valid loss: ([-+.\deE]+)", log).group(1))
+    assert abs(loss - averaged[0].meta["loss"]) < 0.01 * loss  # logged (3 digits) = the key it is chosen by
+    # resuming continues from epoch 3's own state, not from the average
+    module = load_hparams(str(tmp_path / "hyperparams.yaml"))["enhancer"]
+    found = AtomicCheckpointer(str(tmp_path / "save"), {"enhancer": module}).recover_if_possible()
+    assert found.path == epochs[3].path
+    run_recipe(tmp_path, "--number_of_epochs=4", "--ckpt_num_to_keep=5", "--average_last_epochs=[2]")
+    assert _epochs(tmp_path) == ["epoch: 1", "epoch: 2", "epoch: 3", "epoch: 4"]
+    assert "average of epochs: 3-4" in open(tmp_path / "train_log.txt").read()
+
+
+def test_checkpoint_averaging_needs_the_checkpoints_kept(tmp_path):
+    res = run_recipe(tmp_path, "--number_of_epochs=3", "--average_last_epochs=[2]", check=False)
+    assert res.returncode == 2 and "ckpt_num_to_keep (1)" in res.stderr, res.stderr[-2000:]
+    assert not glob.glob(str(tmp_path / "save" / "CKPT+*"))  # refused before training

@@ -24,7 +24,8 @@ from speechbrain.utils.parameter_transfer import Pretrainer
 from speechbrain_sslse import metrics
 from speechbrain_sslse.plots import plot_training_curves, plot_weight_history
 from speechbrain_sslse.audio import write_audio
-from speechbrain_sslse.checkpoints import CheckpointError, best_checkpoint, check_checkpoints, keep_best, write_text_atomic
+from speechbrain_sslse.checkpoints import (AVERAGED, CheckpointError, average_last_epochs, best_checkpoint,
+                                          check_checkpoints, keep_best, write_text_atomic)
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.data import random_crop_pair, random_gain, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
@@ -85,11 +86,14 @@ class SSLSEBrain(sb.Brain):
             # before the loader's workers start: mixtures of this epoch = f(seed, epoch, index)
             mixer.set_epoch(epoch)
 
+    def stage_stats(self, stage_loss: float) -> dict:
+        return {"loss": stage_loss, **{name: s.summarize("average") for name, s in self.scores.items()}}
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
             return
-        stats = {"loss": stage_loss, **{name: s.summarize("average") for name, s in self.scores.items()}}
+        stats = self.stage_stats(stage_loss)
         if stage == sb.Stage.VALID:
             weights = self.enhancer.layer_weights
             if weights is not None and if_main_process():
@@ -107,6 +111,26 @@ class SSLSEBrain(sb.Brain):
                 {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
             )
             self.test_stats = stats
+
+    def add_average(self, count: int, valid_set, loader_kwargs: dict) -> dict:
+        """Checkpoint averaging: the mean of the last ``count`` epochs' weights, scored on the
+        validation set and saved as one more checkpoint, so the best-by-``ckpt_key`` choice
+        (test, export) weighs it against the single epochs; resuming skips it."""
+        state, epochs = average_last_epochs(self.checkpointer, count)
+        self.enhancer.load_state_dict(state)
+        # every rank scores the whole set (no DDP sampler): the same stats on each
+        loader = sb.dataio.dataloader.make_dataloader(valid_set, **loader_kwargs)
+        self.on_stage_start(sb.Stage.VALID)
+        self.modules.eval()
+        loss = 0.0
+        with torch.no_grad():
+            for i, batch in enumerate(loader, 1):
+                loss += (float(self.evaluate_batch(batch, stage=sb.Stage.VALID)) - loss) / i
+        stats = self.stage_stats(loss)
+        span = f"{epochs[0]}-{epochs[-1]}"
+        self.hparams.train_logger.log_stats({"average of epochs": span}, valid_stats=stats)
+        self.checkpointer.save_checkpoint(meta={**stats, AVERAGED: span})
+        return stats
 
     def init_optimizers(self):
         """SpeechBrain's two-optimiser idiom (cf. its CommonVoice wav2vec recipe): Brain
@@ -135,6 +159,13 @@ def check_training_settings(hparams: dict) -> None:
     workers = hparams.get("num_workers", 0)
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"num_workers must be a whole number >= 0, got {workers!r}")
+    counts = hparams.get("average_last_epochs") or []
+    if not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts):
+        raise ConfigError(f"average_last_epochs must be a list of whole numbers >= 1, got {counts!r}")
+    if counts and max(counts) > min(hparams["ckpt_num_to_keep"], hparams["number_of_epochs"]):
+        raise ConfigError(f"average_last_epochs {counts} needs that many epoch checkpoints: ckpt_num_to_keep "
+                          f"({hparams['ckpt_num_to_keep']}) and number_of_epochs ({hparams['number_of_epochs']}) "
+                          f"must be >= {max(counts)}")
     low, high = hparams["gain_range"]
     if not 0 < low <= high:
         raise ConfigError(f"gain_range must be [low, high] with 0 < low <= high, got {hparams['gain_range']}")
@@ -323,6 +354,8 @@ def main(argv: list[str]) -> SSLSEBrain:
         train_loader_kwargs=train_kwargs,
         valid_loader_kwargs=hparams["eval_dataloader_options"],
     )
+    for count in hparams.get("average_last_epochs") or []:  # checkpoint averaging (optional)
+        brain.add_average(count, datasets["valid"], hparams["eval_dataloader_options"])
     weights_log = os.path.join(hparams["output_folder"], "layer_weights.jsonl")
     if if_main_process() and os.path.exists(weights_log):  # the weights as a picture, too
         plot_weight_history(weights_log, os.path.join(hparams["output_folder"], "layer_weights.png"))
