@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy.signal import resample_poly
 
 from speechbrain_sslse.audio import SAMPLE_RATE, list_audio, read_mono_16k
 
@@ -144,6 +145,25 @@ def speed_segment(noise: np.ndarray, length: int, start: int, factor: float) -> 
     return np.interp(np.arange(length) * factor, np.arange(span), seg)
 
 
+def speed_speech(utt: np.ndarray, length: int, start: int, factor: float, margin: int = 64) -> np.ndarray:
+    """``length`` samples of ``utt`` from about ``start`` played ``factor`` times faster
+    (tempo and pitch together, as SpeechBrain's SpeedPerturb), by polyphase resampling
+    (``factor`` to 1/100; anti-aliased, unlike the noise augmentation's ``speed_segment``)
+    of only the span needed, with ``margin`` samples each side for the filter. The span is
+    moved back when it would run past the end: no wrap-around splice enters the speech."""
+    down = max(1, int(round(100 * factor)))
+    need = -(-length * down // 100) + 2
+    span = need + 2 * margin
+    if len(utt) < span:
+        utt = np.tile(utt, -(-span // len(utt)))
+    first = max(0, min(start - margin, len(utt) - span))
+    begin = min(start, first + span - margin - need)  # moved back with the span near the end
+    out = resample_poly(utt[first : first + span], 100, down)
+    skip = (begin - first) * 100 // down
+    out = out[skip : skip + length]
+    return out if len(out) == length else np.pad(out, (0, length - len(out)))
+
+
 class DynamicMixDataset(torch.utils.data.Dataset):
     """Training mixtures drawn on the fly: a random crop of a random training utterance
     (tiled if shorter, random offset), a random segment of a random training noise
@@ -153,7 +173,12 @@ class DynamicMixDataset(torch.utils.data.Dataset):
     draws above so that enabling it leaves them as they were): the segment played at a
     random speed in ``noise_speed_range``, a random EQ of up to +-``noise_eq_db``, and with
     probability ``second_noise_prob`` a second training noise added at -5..+5 dB relative
-    level; the SNR is set after augmentation, on the noise as mixed.
+    level; the SNR is set after augmentation, on the noise as mixed. Speech augmentation
+    (off by default, drawn last): the utterance played at a random speed in
+    ``speech_speed_range`` (new pitch and tempo; the clean target is the sped speech) and a
+    random EQ of up to +-``speech_eq_db`` that keeps the crop's active level (so the
+    utterance's stays the SNR's reference; resampling keeps the level too). Both act on the crop's
+    span only: a few ms per mixture, so the loader keeps pace with training.
 
     Item ``i`` of epoch ``e`` depends only on (seed, e, i): a killed run that resumes
     mid-epoch gets the same mixtures, and ranks under DDP, which sample disjoint
@@ -166,15 +191,18 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         gain_range: Sequence[float] = (1.0, 2.5), babble_tracks: int = 0, babble_talkers: tuple[int, int] = (3, 7),
         ssn_tracks: int = 0, noise_pairs: Sequence[str] = (), seed: int = 999, max_seconds: float = 12.0,
         noise_speed_range: Sequence[float] | None = None, noise_eq_db: float = 0.0, second_noise_prob: float = 0.0,
+        speech_speed_range: Sequence[float] | None = None, speech_eq_db: float = 0.0,
     ) -> None:
         if items_per_epoch < 1 or crop < 1:
             raise ValueError("items_per_epoch and crop must be positive")
-        if noise_speed_range is not None and not (
-                len(noise_speed_range) == 2 and np.all(np.isfinite(noise_speed_range))
-                and 0 < float(noise_speed_range[0]) <= float(noise_speed_range[1])):
-            raise ValueError(f"noise_speed_range must be [low, high] with 0 < low <= high, got {noise_speed_range}")
+        for key, value in (("noise_speed_range", noise_speed_range), ("speech_speed_range", speech_speed_range)):
+            if value is not None and not (len(value) == 2 and np.all(np.isfinite(value))
+                                          and 0 < float(value[0]) <= float(value[1])):
+                raise ValueError(f"{key} must be [low, high] with 0 < low <= high, got {value}")
         if not (np.isfinite(noise_eq_db) and noise_eq_db >= 0 and 0 <= second_noise_prob <= 1):
             raise ValueError("noise_eq_db must be a finite value >= 0 and second_noise_prob in [0, 1]")
+        if not (np.isfinite(speech_eq_db) and speech_eq_db >= 0):
+            raise ValueError("speech_eq_db must be a finite value >= 0")
         self.speech_files = sorted(speech)
         if not self.speech_files or not (noise or noise_pairs or babble_tracks or ssn_tracks):
             raise ValueError("dynamic mixing needs training speech and at least one noise source")
@@ -207,6 +235,8 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         self.gain_range = tuple(float(g) for g in gain_range)
         self.noise_speed_range = None if noise_speed_range is None else tuple(float(v) for v in noise_speed_range)
         self.noise_eq_db, self.second_noise_prob = float(noise_eq_db), float(second_noise_prob)
+        self.speech_speed_range = None if speech_speed_range is None else tuple(float(v) for v in speech_speed_range)
+        self.speech_eq_db = float(speech_eq_db)
 
     def _add_noise(self, name: str, wav: np.ndarray) -> None:
         if len(wav) == 0 or not np.any(wav):
@@ -251,9 +281,13 @@ class DynamicMixDataset(torch.utils.data.Dataset):
             snr = self.snrs[int(rng.integers(len(self.snrs)))]
         gain = float(rng.uniform(*self.gain_range))
         seg, names = self._noise(j, noise_start, rng)
-        clean, noisy = mix_at_snr(clean, seg, snr, speech_level=self.levels[k])
+        level = self.levels[k]
+        if self.speech_speed_range or self.speech_eq_db > 0:
+            clean = self._speech(utt, start, clean, rng)
+        clean, noisy = mix_at_snr(clean, seg, snr, speech_level=level)
         return {"id": f"dm_e{self.epoch}_{index}", "clean": clean * gain, "noisy": noisy * gain, "snr_db": snr,
-                "speech": self.speech_files[k], "noise": "+".join(names), "gain": gain}
+                "speech": self.speech_files[k], "noise": "+".join(names), "gain": gain,
+                "speech_level": level}
 
     def _noise(self, j: int, start: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
         """The noise segment of a mixture (augmented when asked) and the noises it holds."""
@@ -272,6 +306,17 @@ class DynamicMixDataset(torch.utils.data.Dataset):
             seg = seg + extra * scale * 10 ** (rel_db / 20)
             names.append(self.noise_names[other])
         return seg, names
+
+    def _speech(self, utt: np.ndarray, start: int, crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The speech crop augmented as asked: sped up or slowed down from the same start,
+        then coloured at its own active level."""
+        if self.speech_speed_range:
+            crop = speed_speech(utt, self.crop, start, float(rng.uniform(*self.speech_speed_range)))
+        if self.speech_eq_db > 0:
+            before = active_level(crop)
+            crop = random_eq(crop, self.speech_eq_db, rng)
+            crop = crop * np.sqrt(before / max(active_level(crop), 1e-20))
+        return crop
 
     def __getitem__(self, index: int) -> dict:
         m = self.mixture(index)

@@ -169,3 +169,50 @@ def test_a_second_noise_needs_two_noises(rendered):
     spec = json.load(open(root / "set" / "simulation.json"))
     with pytest.raises(ValueError, match="at least two training noises"):
         DynamicMixDataset(spec["train_speech"], spec["train_noise_files"][:1], 4, second_noise_prob=0.3)
+
+
+SPEECH_AUGMENT = dict(speech_speed_range=(0.9, 1.1), speech_eq_db=6.0)
+
+
+def test_speech_augmentation_is_deterministic_keeps_the_plain_draws_and_the_snr(rendered):
+    plain, a, b = _dataset(rendered), _dataset(rendered, **SPEECH_AUGMENT), _dataset(rendered, **SPEECH_AUGMENT)
+    assert _same(_epoch(a, 2, range(12)), _epoch(b, 2, range(12)))
+    plain.set_epoch(2)
+    for i in range(12):
+        p, m = plain.mixture(i), a.mixture(i)
+        assert (m["snr_db"], m["gain"], m["speech"], m["noise"]) == (p["snr_db"], p["gain"], p["speech"], p["noise"])
+        assert m["clean"].shape == p["clean"].shape and not np.allclose(m["clean"], p["clean"])
+    # EQ keeps the speech level: with the crop = the whole (1 s) utterance, the SNR measured
+    # on it as mixed is the target (speed keeps the level too: see the next test; a sped crop
+    # no longer covers exactly the utterance whose level is the reference)
+    ds = _dataset(rendered, babble_tracks=0, ssn_tracks=0, max_seconds=1.0, crop=16000, speech_eq_db=6.0)
+    for i in range(20):
+        m = ds.mixture(i)
+        noise = m["noisy"] - m["clean"]
+        measured = 10 * np.log10(active_level(m["clean"]) / np.mean(noise**2))
+        assert abs(measured - m["snr_db"]) < 0.1, (i, measured, m["snr_db"])
+    # at speed 1 without EQ the augmented path gives the plain crop and level, bit for bit
+    neutral = _dataset(rendered, speech_speed_range=(1.0, 1.0))
+    neutral.set_epoch(2)
+    assert _same(_epoch(neutral, 2, range(12)), _epoch(plain, 2, range(12)))
+
+
+def test_speech_speed_moves_pitch_and_filters_what_would_fold_over():
+    from speechbrain_sslse.mixing import speed_speech
+    t = np.arange(48000) / 16000
+    tone = np.sin(2 * np.pi * 1000 * t)
+    for factor in (0.9, 1.1):
+        for start in (20000, 47000):  # near the end: the span moves back, nothing wraps around
+            out = speed_speech(tone, 16000, start, factor)
+            assert out.shape == (16000,)
+            spectrum = np.abs(np.fft.rfft(out * np.hanning(16000)))
+            assert abs(np.argmax(spectrum) - 1000 * factor) < 2
+            step = 2 * np.pi * 1000 * factor / 16000  # largest sample-to-sample change of the sped tone
+            assert np.abs(np.diff(out)).max() < 1.05 * step  # no splice, no filter edge inside
+            assert abs(10 * np.log10(np.mean(out**2) / 0.5)) < 0.05  # the level is kept
+    high = np.sin(2 * np.pi * 7600 * t)  # 1.25 x: 9.5 kHz, filtered, not folded back to 6.5 kHz
+    assert np.sqrt(np.mean(speed_speech(high, 16000, 0, 1.25) ** 2)) < 0.01 * np.sqrt(np.mean(high**2))
+    with pytest.raises(ValueError, match="speech_speed_range"):
+        _dataset_args_check(speech_speed_range=(1.1, 0.9))
+    with pytest.raises(ValueError, match="speech_eq_db"):
+        _dataset_args_check(speech_eq_db=-1.0)

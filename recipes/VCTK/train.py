@@ -298,7 +298,9 @@ def dataio_prep(hparams: dict) -> dict:
             crop=crop, snrs=hparams["dm_snrs"], snr_range=hparams["dm_snr_range"], gain_range=(low, high),
             babble_tracks=hparams["dm_babble_tracks"], ssn_tracks=hparams["dm_ssn_tracks"],
             noise_speed_range=hparams.get("dm_noise_speed_range"), noise_eq_db=hparams.get("dm_noise_eq_db", 0.0),
-            second_noise_prob=hparams.get("dm_second_noise_prob", 0.0), seed=hparams["seed"])
+            second_noise_prob=hparams.get("dm_second_noise_prob", 0.0),
+            speech_speed_range=hparams.get("dm_speech_speed_range"), speech_eq_db=hparams.get("dm_speech_eq_db", 0.0),
+            seed=hparams["seed"])
         return datasets
     repeats = int(hparams.get("train_repeats", 1))
     if repeats > 1:  # small sets: several random crops of each utterance per epoch
