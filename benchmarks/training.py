@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Training-step speed per SSL mode at the recipe's 20,480-sample crops, and (with
 ``--data_folder``) whole training steps fed by dynamic mixing (plain, and with the noise
-augmentation of ``hparams/dm_aug_log1p.yaml``) vs the static pre-rendered set of the same
+augmentation of ``hparams/dm_aug_log1p.yaml``, and with the noise and speech augmentation of
+``hparams/dm_aug2_log1p.yaml``) vs the static pre-rendered set of the same
 folder, through the same DataLoader settings.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/training.py --threads 2 --json benchmarks/results/training_cpu.json
@@ -87,6 +88,10 @@ def data_pipelines(args) -> list[dict]:
             os.path.join(args.data_folder, "simulation.json"), items_per_epoch=total, crop=args.crop,
             babble_tracks=24, ssn_tracks=8, snr_range=(-5.0, 20.0), noise_speed_range=(0.8, 1.25),
             noise_eq_db=6.0, second_noise_prob=0.3),
+        "dm + noise + speech augmentation": DynamicMixDataset.from_simulation(  # hparams/dm_aug2_log1p.yaml
+            os.path.join(args.data_folder, "simulation.json"), items_per_epoch=total, crop=args.crop,
+            babble_tracks=24, ssn_tracks=8, snr_range=(-5.0, 20.0), noise_speed_range=(0.7, 1.4),
+            noise_eq_db=12.0, second_noise_prob=0.3, speech_speed_range=(0.9, 1.1), speech_eq_db=6.0),
     }
     enhancer = build(args.model).train()
     batches, stats = {}, {}
@@ -112,7 +117,7 @@ def data_pipelines(args) -> list[dict]:
     rows = []
     for name, st in stats.items():
         rows.append({"input": name, "examples_per_s": st["examples"] / st["seconds"], **st})
-        print(f"{name:24s} {rows[-1]['examples_per_s']:.2f} examples/s ({st['examples']} examples, "
+        print(f"{name:34s} {rows[-1]['examples_per_s']:.2f} examples/s ({st['examples']} examples, "
               f"{st['seconds']:.1f} s, {args.workers} loader worker(s)); loading alone {st['load_ms_per_item']:.2f} ms/item")
     for row in rows[1:]:
         print(f"{row['input']} / static: {row['examples_per_s'] / rows[0]['examples_per_s']:.2f}")

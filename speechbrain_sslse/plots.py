@@ -4,6 +4,7 @@ recipe can plot without importing the inference stack."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Sequence
 
 import numpy as np
@@ -112,6 +113,17 @@ def read_train_log(path: str) -> list[dict]:
     return rows
 
 
+def read_averages(path: str) -> list[tuple[str, float]]:
+    """(epochs, validation loss) of each checkpoint average a run logged
+    (``average of epochs: 31-40 - valid loss: 2.6e-02, ...``)."""
+    found = []
+    for line in open(path, encoding="utf-8"):
+        m = re.match(r"average of epochs: (\d+-\d+) - valid loss: ([-+.\deE]+)", line)
+        if m:
+            found.append((m.group(1), float(m.group(2))))
+    return found
+
+
 def plot_training_curves(train_log: str, png_path: str) -> None:
     """Training and validation loss per epoch, with validation PESQ / STOI beside them."""
     rows = read_train_log(train_log)
@@ -124,6 +136,9 @@ def plot_training_curves(train_log: str, png_path: str) -> None:
         ax.plot(epochs, [r.get(key, np.nan) for r in rows], label=label)
     best = min(rows, key=lambda r: r.get("valid loss", np.inf))
     ax.axvline(best["epoch"], color="0.6", ls="--", lw=1, label=f"best validation (epoch {best['epoch']:.0f})")
+    for k, (span, loss) in enumerate(read_averages(train_log)):  # checkpoint averages, at their last epoch
+        ax.plot([float(span.split("-")[-1])], [loss], "x", ms=8, color=f"C{k + 2}",
+                label=f"mean of epochs {span}: {loss:.4f}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend()

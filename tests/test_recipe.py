@@ -17,6 +17,7 @@ from speechbrain_sslse.checkpoints import AVERAGED, AtomicCheckpointer
 from speechbrain_sslse.data import random_crop_pair
 from speechbrain_sslse.hparams import load_hparams
 from speechbrain_sslse.inference import load_model
+from speechbrain_sslse.plots import read_averages
 
 
 def _fixed_batch(folder):
@@ -160,6 +161,7 @@ def test_checkpoint_averaging_adds_a_scored_candidate_that_resuming_skips(tmp_pa
     log = open(tmp_path / "train_log.txt").read()
     loss = float(re.search(r"average of epochs: 2-3 - valid loss: ([-+.\deE]+)", log).group(1))
     assert abs(loss - averaged[0].meta["loss"]) < 0.01 * loss  # logged (3 digits) = the key it is chosen by
+    assert read_averages(str(tmp_path / "train_log.txt")) == [("2-3", loss)]  # drawn on training_curves.png
     # resuming continues from epoch 3's own state, not from the average
     module = load_hparams(str(tmp_path / "hyperparams.yaml"))["enhancer"]
     found = AtomicCheckpointer(str(tmp_path / "save"), {"enhancer": module}).recover_if_possible()
