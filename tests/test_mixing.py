@@ -71,14 +71,18 @@ def test_ranks_draw_different_mixtures(rendered):
     assert not any(torch.equal(x, y) for x in drawn[0] for y in drawn[1])
 
 
+def _assert_snr_as_drawn(m: dict) -> None:
+    """The mixture's SNR, measured on its clean speech's active level, within 0.1 dB of the draw."""
+    measured = 10 * np.log10(active_level(m["clean"]) / np.mean((m["noisy"] - m["clean"]) ** 2))
+    assert abs(measured - m["snr_db"]) < 0.1, (m["id"], measured, m["snr_db"])
+
+
 def test_generated_snrs_are_within_a_tenth_of_a_db(rendered):
     # utterances cut to 1 s and 1 s crops: the crop is the whole utterance whose level sets the SNR
     ds = _dataset(rendered, items_per_epoch=40, babble_tracks=0, ssn_tracks=0, max_seconds=1.0, crop=16000)
     for i in range(40):
         m = ds.mixture(i)
-        noise = m["noisy"] - m["clean"]
-        measured = 10 * np.log10(active_level(m["clean"]) / np.mean(noise**2))
-        assert abs(measured - m["snr_db"]) < 0.1, (i, measured, m["snr_db"])
+        _assert_snr_as_drawn(m)
         assert m["snr_db"] in (0.0, 5.0, 10.0, 15.0)
 
 
@@ -132,9 +136,7 @@ def test_noise_augmentation_is_deterministic_and_keeps_the_plain_draws(rendered)
     for i in range(20):
         m = ds.mixture(i)
         assert len(set(m["noise"].split("+"))) == len(m["noise"].split("+"))
-        noise = m["noisy"] - m["clean"]
-        measured = 10 * np.log10(active_level(m["clean"]) / np.mean(noise**2))
-        assert abs(measured - m["snr_db"]) < 0.1, (i, measured, m["snr_db"])
+        _assert_snr_as_drawn(m)
 
 
 def test_noise_speed_and_eq_change_the_spectrum_as_asked():
@@ -187,10 +189,7 @@ def test_speech_augmentation_is_deterministic_keeps_the_plain_draws_and_the_snr(
     # no longer covers exactly the utterance whose level is the reference)
     ds = _dataset(rendered, babble_tracks=0, ssn_tracks=0, max_seconds=1.0, crop=16000, speech_eq_db=6.0)
     for i in range(20):
-        m = ds.mixture(i)
-        noise = m["noisy"] - m["clean"]
-        measured = 10 * np.log10(active_level(m["clean"]) / np.mean(noise**2))
-        assert abs(measured - m["snr_db"]) < 0.1, (i, measured, m["snr_db"])
+        _assert_snr_as_drawn(ds.mixture(i))
     # at speed 1 without EQ the augmented path gives the plain crop and level, bit for bit
     neutral = _dataset(rendered, speech_speed_range=(1.0, 1.0))
     neutral.set_epoch(2)
