@@ -59,11 +59,14 @@ def average_last_epochs(checkpointer: Checkpointer, count: int, name: str = "enh
     (SpeechBrain's ``average_checkpoints``) and the epochs they hold. Raises
     ``CheckpointError`` when fewer are kept (``ckpt_num_to_keep`` must be >= ``count``)."""
     ckpts = checkpointer.find_checkpoints(ckpt_predicate=is_epoch, max_num_checkpoints=count)
-    if count < 1 or len(ckpts) < count:
-        raise CheckpointError(f"averaging the last {count} epochs needs {count} epoch checkpoints; "
-                              f"{checkpointer.checkpoints_dir} holds {len(ckpts)} (set ckpt_num_to_keep >= {count})")
+    epochs = sorted(_epoch_of(c) for c in ckpts)
+    # the last `count` epochs, each once: an older epoch kept for its loss must not stand in
+    if count < 1 or epochs != list(range(epochs[-1] - count + 1, epochs[-1] + 1) if epochs else []):
+        raise CheckpointError(f"averaging the last {count} epochs needs their {count} checkpoints; "
+                              f"{checkpointer.checkpoints_dir} holds epochs {epochs} among its newest "
+                              f"(set ckpt_num_to_keep >= {count + 1})")
     state = average_checkpoints(ckpts, name)  # on the CPU
-    return state, sorted(_epoch_of(c) for c in ckpts)
+    return state, epochs
 
 
 def _epoch_of(ckpt: Checkpoint) -> int:
@@ -172,7 +175,9 @@ def check_checkpoints(checkpointer: Checkpointer) -> None:
             problem = _meta_problem(d)
             if problem is not None:
                 bad_meta.append((d, problem, _set_aside(d)))
-    checkpoints = sorted(checkpointer.list_checkpoints(), key=ckpt_recency, reverse=True)
+    # the ones resuming would load, newest first (averages are for test and export only)
+    checkpoints = sorted((c for c in checkpointer.list_checkpoints() if AVERAGED not in c.meta),
+                         key=ckpt_recency, reverse=True)
     for d, problem, aside in bad_meta:
         if checkpoints:
             logger.warning("checkpoint %s is corrupt: %s; moved to %s", d, problem, aside)

@@ -150,7 +150,9 @@ def speed_speech(utt: np.ndarray, length: int, start: int, factor: float, margin
     (tempo and pitch together, as SpeechBrain's SpeedPerturb), by polyphase resampling
     (``factor`` to 1/100; anti-aliased, unlike the noise augmentation's ``speed_segment``)
     of only the span needed, with ``margin`` samples each side for the filter. The span is
-    moved back when it would run past the end: no wrap-around splice enters the speech."""
+    moved back when it would run past the end, so no wrap-around splice enters the speech of
+    an utterance longer than the span; a shorter one is tiled, as the plain crop tiles
+    utterances shorter than the crop."""
     down = max(1, int(round(100 * factor)))
     need = -(-length * down // 100) + 2
     span = need + 2 * margin

@@ -147,7 +147,7 @@ def test_warm_start_needs_a_file(tmp_path):
 
 
 def test_checkpoint_averaging_adds_a_scored_candidate_that_resuming_skips(tmp_path):
-    run_recipe(tmp_path, "--number_of_epochs=3", "--ckpt_num_to_keep=5", "--average_last_epochs=[2]")
+    run_recipe(tmp_path, "--number_of_epochs=3", "--ckpt_num_to_keep=3", "--average_last_epochs=[2]")
     ckpter = Checkpointer(str(tmp_path / "save"))
     ckpts = ckpter.list_checkpoints()
     averaged = [c for c in ckpts if AVERAGED in c.meta]
@@ -166,12 +166,14 @@ def test_checkpoint_averaging_adds_a_scored_candidate_that_resuming_skips(tmp_pa
     module = load_hparams(str(tmp_path / "hyperparams.yaml"))["enhancer"]
     found = AtomicCheckpointer(str(tmp_path / "save"), {"enhancer": module}).recover_if_possible()
     assert found.path == epochs[3].path
-    run_recipe(tmp_path, "--number_of_epochs=4", "--ckpt_num_to_keep=5", "--average_last_epochs=[2]")
+    run_recipe(tmp_path, "--number_of_epochs=4", "--ckpt_num_to_keep=3", "--average_last_epochs=[2]")
     assert _epochs(tmp_path) == ["epoch: 1", "epoch: 2", "epoch: 3", "epoch: 4"]
-    assert "average of epochs: 3-4" in open(tmp_path / "train_log.txt").read()
+    run_recipe(tmp_path, "--number_of_epochs=4", "--ckpt_num_to_keep=3", "--average_last_epochs=[2]")  # again
+    spans = sorted(c.meta[AVERAGED] for c in Checkpointer(str(tmp_path / "save")).list_checkpoints() if AVERAGED in c.meta)
+    assert spans == ["2-3", "3-4"]  # earlier averages kept, none made twice
 
 
 def test_checkpoint_averaging_needs_the_checkpoints_kept(tmp_path):
-    res = run_recipe(tmp_path, "--number_of_epochs=3", "--average_last_epochs=[2]", check=False)
-    assert res.returncode == 2 and "ckpt_num_to_keep (1)" in res.stderr, res.stderr[-2000:]
+    res = run_recipe(tmp_path, "--number_of_epochs=3", "--ckpt_num_to_keep=2", "--average_last_epochs=[2]", check=False)
+    assert res.returncode == 2 and "ckpt_num_to_keep (2) must be >= 3" in res.stderr, res.stderr[-2000:]
     assert not glob.glob(str(tmp_path / "save" / "CKPT+*"))  # refused before training

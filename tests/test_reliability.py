@@ -13,7 +13,10 @@ import torch
 import yaml
 from conftest import MINI_SET, ROOT
 
-from speechbrain_sslse.checkpoints import AtomicCheckpointer, CheckpointError, check_checkpoints
+from speechbrain.utils.epoch_loop import EpochCounter
+
+from speechbrain_sslse.checkpoints import (AVERAGED, AtomicCheckpointer, CheckpointError, average_last_epochs,
+                                          check_checkpoints)
 from speechbrain_sslse.inference import load_model
 
 TRAIN = os.path.join(ROOT, "recipes", "VCTK", "train.py")
@@ -90,6 +93,38 @@ def test_corrupt_checkpoint_falls_back_or_fails_clearly(tmp_path):
     (first.path / "model.ckpt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="model.ckpt is unreadable.*start training from scratch"):
         check_checkpoints(ckpter)
+
+
+def _epoch_checkpoints(save, epochs):
+    """An AtomicCheckpointer with one end-of-epoch checkpoint per epoch (weights = the epoch)."""
+    module, counter = torch.nn.Linear(2, 2), EpochCounter(100)
+    ckpter = AtomicCheckpointer(str(save), {"enhancer": module, "counter": counter})
+    saved = {}
+    for epoch in epochs:
+        counter.current = epoch
+        torch.nn.init.constant_(module.weight, float(epoch))
+        saved[epoch] = ckpter.save_checkpoint(meta={"loss": 1.0 / epoch})
+        time.sleep(0.01)
+    return ckpter, module, saved
+
+
+def test_averaging_takes_the_last_consecutive_epochs_or_says_why(tmp_path):
+    ckpter, _, saved = _epoch_checkpoints(tmp_path / "save", [1, 2, 3, 4])
+    state, epochs = average_last_epochs(ckpter, 3)
+    assert epochs == [2, 3, 4] and torch.allclose(state["weight"], torch.full((2, 2), 3.0))
+    shutil.rmtree(saved[3].path)  # epoch 3 deleted: epoch 1 must not stand in for it
+    with pytest.raises(CheckpointError, match=r"holds epochs \[1, 2, 4\]"):
+        average_last_epochs(ckpter, 3)
+
+
+def test_resume_check_verifies_the_checkpoint_resuming_loads(tmp_path):
+    ckpter, _, saved = _epoch_checkpoints(tmp_path / "save", [1, 2])
+    time.sleep(0.01)
+    averaged = ckpter.save_checkpoint(meta={"loss": 0.1, AVERAGED: "1-2"})  # newest, but never resumed
+    (saved[2].path / "enhancer.ckpt").write_bytes(b"garbage")
+    check_checkpoints(ckpter)
+    assert os.path.isdir(str(saved[2].path) + ".corrupt") and os.path.isdir(averaged.path)
+    assert ckpter.recover_if_possible().path == saved[1].path
 
 
 @pytest.mark.parametrize(

@@ -103,8 +103,9 @@ class SSLSEBrain(sb.Brain):
             self.hparams.train_logger.log_stats(
                 {"epoch": epoch}, train_stats={"loss": self.train_loss}, valid_stats=stats
             )
-            self.checkpointer.save_and_keep_only(
-                meta=stats, num_to_keep=self.hparams.ckpt_num_to_keep, **keep_best(self.hparams.ckpt_key)
+            self.checkpointer.save_and_keep_only(  # averages are never deleted here
+                meta=stats, num_to_keep=self.hparams.ckpt_num_to_keep, **keep_best(self.hparams.ckpt_key),
+                ckpt_predicate=lambda c: AVERAGED not in c.meta,
             )
         elif stage == sb.Stage.TEST:
             self.hparams.train_logger.log_stats(
@@ -117,6 +118,11 @@ class SSLSEBrain(sb.Brain):
         validation set and saved as one more checkpoint, so the best-by-``ckpt_key`` choice
         (test, export) weighs it against the single epochs; resuming skips it."""
         state, epochs = average_last_epochs(self.checkpointer, count)
+        span = f"{epochs[0]}-{epochs[-1]}"
+        done = [c for c in self.checkpointer.list_checkpoints() if c.meta.get(AVERAGED) == span]
+        if done:  # a rerun of a finished folder: that mean is already a candidate
+            logger.info("average of epochs %s already kept in %s", span, done[0].path)
+            return done[0].meta
         self.enhancer.load_state_dict(state)
         # every rank scores the whole set (no DDP sampler): the same stats on each
         loader = sb.dataio.dataloader.make_dataloader(valid_set, **loader_kwargs)
@@ -127,7 +133,6 @@ class SSLSEBrain(sb.Brain):
             for i, batch in enumerate(loader, 1):
                 loss += (float(self.evaluate_batch(batch, stage=sb.Stage.VALID)) - loss) / i
         stats = self.stage_stats(loss)
-        span = f"{epochs[0]}-{epochs[-1]}"
         self.hparams.train_logger.log_stats({"average of epochs": span}, valid_stats=stats)
         self.checkpointer.save_checkpoint(meta={**stats, AVERAGED: span})
         return stats
@@ -162,10 +167,11 @@ def check_training_settings(hparams: dict) -> None:
     counts = hparams.get("average_last_epochs") or []
     if not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts):
         raise ConfigError(f"average_last_epochs must be a list of whole numbers >= 1, got {counts!r}")
-    if counts and max(counts) > min(hparams["ckpt_num_to_keep"], hparams["number_of_epochs"]):
-        raise ConfigError(f"average_last_epochs {counts} needs that many epoch checkpoints: ckpt_num_to_keep "
-                          f"({hparams['ckpt_num_to_keep']}) and number_of_epochs ({hparams['number_of_epochs']}) "
-                          f"must be >= {max(counts)}")
+    # one of the newest checkpoints kept may be a mid-epoch one: keep one more than averaged
+    if counts and (max(counts) >= hparams["ckpt_num_to_keep"] or max(counts) > hparams["number_of_epochs"]):
+        raise ConfigError(f"average_last_epochs {counts} needs the last {max(counts)} epoch checkpoints: "
+                          f"ckpt_num_to_keep ({hparams['ckpt_num_to_keep']}) must be >= {max(counts) + 1} and "
+                          f"number_of_epochs ({hparams['number_of_epochs']}) >= {max(counts)}")
     low, high = hparams["gain_range"]
     if not 0 < low <= high:
         raise ConfigError(f"gain_range must be [low, high] with 0 < low <= high, got {hparams['gain_range']}")
