@@ -141,6 +141,22 @@ def test_warm_start_loads_the_given_checkpoint_and_resume_wins(smoke_run, tmp_pa
     assert not _same_outputs(trained, loaded)
 
 
+def test_warm_start_follows_a_changed_init_from(smoke_run, tmp_path):
+    # a folder warm-started once (no checkpoint of its own yet) and rerun with another
+    # --init_from loads the new file, not the link the first run left in init_from/
+    ckpt = Checkpointer(str(smoke_run / "save")).find_checkpoint(min_key="loss").path / "enhancer.ckpt"
+    other = tmp_path / "other.ckpt"
+    torch.save({k: v * 0.5 if v.is_floating_point() else v for k, v in torch.load(ckpt).items()}, other)
+    before = ckpt.read_bytes()
+    run_recipe(tmp_path / "b", f"--init_from={ckpt}", "--number_of_epochs=0")
+    first = _enhanced(tmp_path / "b")
+    run_recipe(tmp_path / "b", f"--init_from={other}", "--number_of_epochs=0")
+    run_recipe(tmp_path / "c", f"--init_from={other}", "--number_of_epochs=0")  # a fresh folder: the reference
+    assert _same_outputs(_enhanced(tmp_path / "b"), _enhanced(tmp_path / "c"))
+    assert not _same_outputs(_enhanced(tmp_path / "b"), first)
+    assert ckpt.read_bytes() == before and not os.path.islink(ckpt)  # the sources are never touched
+
+
 def test_warm_start_needs_a_file(tmp_path):
     res = run_recipe(tmp_path, "--init_from=/nonexistent/enhancer.ckpt", check=False)
     assert res.returncode == 2 and "error: init_from: no such file" in res.stderr, res.stderr[-2000:]

@@ -19,6 +19,7 @@ import torch
 import yaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
+from speechbrain.utils.fetching import FetchConfig
 from speechbrain.utils.parameter_transfer import Pretrainer
 
 from speechbrain_sslse import metrics
@@ -237,7 +238,10 @@ def warm_start(enhancer: torch.nn.Module, source: str, output_folder: str) -> No
         loadables={"enhancer": enhancer},
         paths={"enhancer": os.path.abspath(source)},
     )
-    run_on_main(pretrainer.collect_files)
+    # overwrite: the collected file is a symlink in this run's own folder; without it SpeechBrain
+    # keeps the link an earlier run made, so a changed --init_from would silently load the old
+    # weights (the source file itself is never touched)
+    run_on_main(pretrainer.collect_files, kwargs={"fetch_config": FetchConfig(overwrite=True)})
     pretrainer.load_collected()
     logger.info("warm start: enhancer weights from %s", source)
 
