@@ -19,6 +19,10 @@ Arguments (``--set``, ``--model``, ``--scores``, ``--note`` repeat):
 * ``--scores NAME:SET=PATH``: a system scored elsewhere or enhanced elsewhere, on one set:
   a folder of enhanced wavs (scored here, by file name) or a per-utterance CSV in the
   format ``evaluation.write_results`` writes (``id``, the metrics, ``error``; taken as is).
+  Every row of a table must be scored on the same audio: a CSV whose ``pair`` digests
+  (``evaluation.pair_digest``) differ from this set's is refused (e.g. scores from an
+  earlier render of a simulated set with the same file names); a CSV without them is
+  used and listed as not checked.
 * ``--note NAME:SET=TEXT``: label a row on one set, e.g. ``--note "sslse-log1p-sim:vbd_pairs=noise
   seen in training"`` names that row ``sslse-log1p-sim (noise seen in training)``.
 * ``--out DIR``: ``<out>/<set>/`` gets ``scores_<system>.csv``, ``summary.json`` and
@@ -312,6 +316,7 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
                 floored.append(m)
         row["floored"] = " ".join(dict.fromkeys(floored))
         row["error"] = r.get("error") or ("not a finite value in " + path if floored else "")
+        row[evaluation.PAIR] = r.get(evaluation.PAIR) or ""
         rows.append(row)
     return rows, missing
 
@@ -365,6 +370,7 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
         return evaluation.score_pairs(jobs, workers, f"{name}: scoring {label}", dnsmos)
 
     results = {"Noisy": score(items, "Noisy")}
+    csv_rows = {}  # row name -> (label, CSV it was read from)
     timing = {}
     audio_s = sum(_duration(noisy) for _, _, noisy in items)
     enhancers = [(p.label, lambda noisy, target, p=p: peer_enhance_file(p, noisy, target)) for p in peers]
@@ -385,14 +391,28 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
             results[row], missing = read_scores_csv(path, ids)
             if missing:
                 print(f"{name}: {label}: {len(missing)} ids not in {path}: {missing[:5]}", file=sys.stderr)
+            csv_rows[row] = (label, path)
+    # every row of a table must be scored on the same audio: rows scored here get this set's
+    # pair digests; a CSV scored on other samples under the same names is refused
+    digests = evaluation.stamp_pairs({k: v for k, v in results.items() if k not in csv_rows}, items)
+    unchecked = {}
+    for row, (label, path) in csv_rows.items():
+        stale = evaluation.other_audio(results[row], digests)
+        if stale:
+            raise SystemExit(f"--scores {row} on {name}: {len(stale)} of {len(ids)} rows of {path} were scored on "
+                             f"other audio than {clean_dir} : {noisy_dir} (e.g. {', '.join(stale[:3])}); "
+                             "score that system on this set instead")
+        if not all(r.get(evaluation.PAIR) for r in results[row]):
+            unchecked[label] = path
+            print(f"{name}: {row}: {path} has no pair digests: its audio is not checked", file=sys.stderr)
     meta = {"set": name, "clean": clean_dir, "noisy": noisy_dir, "n_pairs": len(items),
-            "sources": dict(extra), "timing": timing}
+            "sources": dict(extra), "unchecked": unchecked, "timing": timing}
     summary = evaluation.write_results(os.path.join(out, name), results, meta)
     systems = summary["systems"]
     table = table_with_n(systems)
     print(f"\n{name} ({len(items)} pairs)\n{table}")
     return {"clean": clean_dir, "noisy": noisy_dir, "n_pairs": len(items), "systems": systems,
-            "sources": dict(extra), "timing": timing, "table": table}
+            "sources": dict(extra), "unchecked": unchecked, "timing": timing, "table": table}
 
 
 def _duration(path: str) -> float:
@@ -521,7 +541,9 @@ def write_combined(out: str, record: dict) -> None:
         lines.append(f"* {label}: `{path}`")
     for name, s in record["sets"].items():
         for label, path in s.get("sources", {}).items():
-            lines.append(f"* {label} on {name}: {'enhanced files in' if os.path.isdir(path) else 'per-utterance scores from'} `{path}`")
+            how = "enhanced files in" if os.path.isdir(path) else "per-utterance scores from"
+            check = " (no pair digests in the file: not checked to be the same audio)" if label in s.get("unchecked", {}) else ""
+            lines.append(f"* {label} on {name}: {how} `{path}`{check}")
     for name, s in record["sets"].items():
         lines += ["", f"## {name} ({s['n_pairs']} pairs)", "", f"`{s['clean']}` : `{s['noisy']}`", "", s["table"]]
         if s["timing"]:

@@ -3,7 +3,7 @@
 Used by ``recipes/VCTK/evaluate.py`` and the ``sslse-evaluate`` command. Output folder:
 ``enhanced/`` (when a model is given), ``scores_<system>.csv`` per system (all metrics
 per utterance; ``floored`` lists the metrics an estimate could not get and so got their
-floor, ``error`` says why), ``summary.json`` and ``summary.md`` (n, floored, then the
+floor, ``error`` says why, ``pair`` fingerprints the scored (clean, noisy) audio), ``summary.json`` and ``summary.md`` (n, floored, then the
 paper's column order: PESQ, CSIG, CBAK, COVL, STOI, + SSNR; below it a second table with
 SI-SDR and, when asked for, DNSMOS SIG / BAK / OVRL / P.808). Without clean references
 only DNSMOS is scored (one table: n, floored, DNSMOS). No score flatters: a silent, NaN,
@@ -13,6 +13,7 @@ same utterances.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -36,6 +37,41 @@ EXTRA_METRICS = ("si_sdr", *metrics.DNSMOS_METRICS)
 ALL_FLOORS = {**metrics.FLOORS, "si_sdr": metrics.SI_SDR_FLOOR, **metrics.DNSMOS_FLOORS}
 #: Decimals in the tables.
 DIGITS = {"ssnr": 2, "si_sdr": 2}
+#: The CSV column that fingerprints the (clean, noisy) audio a row was scored on.
+PAIR = "pair"
+
+
+def pair_digest(clean_path: str, noisy_path: str) -> str:
+    """A short fingerprint of one (clean, noisy) pair's samples (rate, shape, float32
+    values; not the file bytes, so a rewritten header keeps it). Two rows with the same
+    digest were scored on the same audio: a per-utterance CSV from an earlier run can then
+    be checked before it joins a table (a re-rendered simulated set with the same file
+    names but other samples must not). ``unreadable`` when a file cannot be decoded."""
+    h = hashlib.sha256()
+    for path in (clean_path, noisy_path):
+        try:
+            wav, rate = read_audio(path)
+        except AudioError:
+            return "unreadable"
+        h.update(f"{rate}:{tuple(wav.shape)}:".encode())
+        h.update(np.ascontiguousarray(wav.numpy(), dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def stamp_pairs(results: dict[str, list[dict]], items: list[tuple[str, str, str]]) -> dict[str, str]:
+    """Writes each (id, clean, noisy) item's ``pair_digest`` into the rows of every system
+    in ``results`` (scored on those items here); returns {id: digest}."""
+    digests = {uid: pair_digest(clean, noisy) for uid, clean, noisy in items}
+    for rows in results.values():
+        for row in rows:
+            row[PAIR] = digests.get(row["id"], "")
+    return digests
+
+
+def other_audio(rows: list[dict], digests: dict[str, str]) -> list[str]:
+    """Ids whose row (read from a CSV) carries a pair digest other than this set's: their
+    scores were made on other audio and do not compare. Rows without one are not checked."""
+    return [r["id"] for r in rows if r.get(PAIR) and r["id"] in digests and r[PAIR] != digests[r["id"]]]
 
 
 def columns(reference: bool = True, dnsmos: bool = False) -> tuple[str, ...]:
@@ -236,8 +272,9 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     systems = {}
     for name, rows in results.items():
         own = common_columns({name: rows}) or cols  # a system may have more (SI-SDR, DNSMOS)
+        pair = [PAIR] if any(r.get(PAIR) for r in rows) else []
         with open(os.path.join(out_dir, f"scores_{_slug(name)}.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", *own, "floored", "error"], extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=["id", *own, "floored", "error", *pair], extrasaction="ignore")
             writer.writeheader()
             writer.writerows(sorted(rows, key=lambda r: r["id"]))
         systems[name] = summarize(rows, own)
@@ -334,6 +371,8 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
             raise ValueError(f"no noisy file in {noisy_dir} for {missing[:5]}: the Noisy row would cover other utterances")
         results[NOISY] = score_pairs(noisy_jobs, workers, "scoring noisy", dnsmos)
     results[name] = score_pairs(jobs, workers, f"scoring {name}", dnsmos)
+    if noisy_dir and reference:  # (id, clean, noisy): what the rows were scored on
+        stamp_pairs(results, noisy_jobs)
     return write_results(out_dir, results, {"estimates": os.path.abspath(estimate_dir)})
 
 
@@ -353,4 +392,5 @@ def evaluate_model(enhancer, items: list[tuple[str, str, str]], out_dir: str, na
     rows = score_pairs([(u, c, target[u]) for u, c, n in items if n not in failed], workers, f"scoring {name}", dnsmos)
     rows += [floored_row(u, f"enhancement failed: {failed[n]}", dnsmos) for u, _, n in items if n in failed]
     results = {NOISY: score_pairs([(u, c, n) for u, c, n in items], workers, "scoring noisy", dnsmos), name: rows}
+    stamp_pairs(results, items)
     return write_results(out_dir, results)

@@ -19,9 +19,17 @@ CLEAN:NOISY``) adds the noise of real paired recordings (noisy minus clean, e.g.
 VoiceBank-DEMAND train pairs, whose noise is real DEMAND) to the *training* noises only.
 The test split does not depend on training options: each split draws from its own seeded
 generator.
+
+Reproducible: the same sources, options and software stack give byte-identical files
+(tested). Lossy sources (``.ogg``, ``.mp3``) are decoded by libsndfile's codecs, whose
+float output can differ in the last bits between builds, so another stack can render
+slightly other mixtures under the same names. ``simulation.json`` records the stack and a
+digest of each split's rendered files; compare digests before putting scores of two
+renders side by side (``benchmarks/peers.py`` checks per-utterance ``pair`` digests).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -55,6 +63,15 @@ def split(items: list[str], test_fraction: float, rng: random.Random) -> tuple[l
 
 #: (clean, noisy) folder of each split: the VoiceBank-DEMAND layout that data_prep reads
 SUBSET_DIRS = {subset: SUBSETS[subset] for subset in ("train", "valid", "test")}
+
+
+def render_stack() -> dict[str, str]:
+    """The software a render depends on for its exact samples (decoders, resampler)."""
+    import soundfile
+    import soxr
+
+    return {"numpy": np.__version__, "soundfile": soundfile.__version__,
+            "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__}
 
 
 def simulate(
@@ -95,6 +112,7 @@ def simulate(
     ):
         rng = random.Random(f"{seed}-{subset}")  # the test split ignores training options
         jobs = [(s, p, r) for s in speakers for p in sorted(by_speaker[s]) for r in range(reps)]
+        digest = hashlib.sha256()
         for k, (spk, path, rep) in enumerate(tqdm(jobs, desc=f"simulate {subset}", disable=None)):
             try:
                 clean = load_mixing_audio(path)[: int(max_seconds * SAMPLE_RATE)]
@@ -106,8 +124,12 @@ def simulate(
             c, n = mix(clean, noise_cache[noise_path], snr, rng)
             uid = f"s{spk_index[spk]:03d}_{k:05d}"
             for folder, wav in zip(SUBSET_DIRS[subset], (c, n)):
-                write_audio(os.path.join(out, folder, uid + ".wav"), wav.astype(np.float32), subtype="PCM_16")
+                target = os.path.join(out, folder, uid + ".wav")
+                write_audio(target, wav.astype(np.float32), subtype="PCM_16")
+                with open(target, "rb") as f:
+                    digest.update(f.read())
             summary[subset].append({"id": uid, "speaker": spk, "speech": path, "noise": os.path.basename(noise_path), "snr_db": snr})
+        summary[f"{subset}_digest"] = digest.hexdigest()
     for subset, noise_set in (("train", train_noise + pair_names), ("valid", valid_noise), ("test", test_noise)):
         summary[f"{subset}_noises"] = [os.path.basename(p) for p in noise_set]
     # what dynamic mixing may draw from: training speakers' files and training noises only
@@ -115,6 +137,7 @@ def simulate(
     summary["train_noise_files"] = [os.path.abspath(p) for p in train_noise]
     summary["train_noise_pairs"] = [":".join(os.path.abspath(x) for x in spec.rsplit(":", 1)) for spec in train_noise_pairs]
     summary["valid_speakers"], summary["test_speakers"] = valid_spk, test_spk
+    summary["stack"] = render_stack()
     with open(os.path.join(out, "simulation.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary

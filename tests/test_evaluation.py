@@ -81,3 +81,34 @@ def test_score_command_reports_unmatched_folders_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no file names in common") and "\n" not in err
     assert evaluate_main(["score", "--enhanced", str(tmp_path / "nope"), "--clean", CLEAN, "--out", str(tmp_path / "o")]) == 2
+
+
+def test_pair_digest_follows_the_samples_not_the_file(tmp_path):
+    """Same samples in another container: same digest; one sample changed (a re-render
+    that differs by one step of 16-bit): another digest; an unreadable file says so."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    clean = (3000 * rng.standard_normal(8000)).astype(np.int16)  # integers: both files hold them exactly
+    noisy = clean + (1500 * rng.standard_normal(8000)).astype(np.int16)
+    for ext in ("wav", "flac"):
+        sf.write(tmp_path / f"c.{ext}", clean, 16000, subtype="PCM_16")
+        sf.write(tmp_path / f"n.{ext}", noisy, 16000, subtype="PCM_16")
+    wav = evaluation.pair_digest(str(tmp_path / "c.wav"), str(tmp_path / "n.wav"))
+    assert evaluation.pair_digest(str(tmp_path / "c.flac"), str(tmp_path / "n.flac")) == wav
+    noisy[4000] += 1
+    sf.write(tmp_path / "n2.wav", noisy, 16000, subtype="PCM_16")
+    assert evaluation.pair_digest(str(tmp_path / "c.wav"), str(tmp_path / "n2.wav")) != wav
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    assert evaluation.pair_digest(str(tmp_path / "c.wav"), str(tmp_path / "bad.wav")) == "unreadable"
+
+
+def test_score_rows_carry_the_pair_digest_of_what_was_scored(tmp_path):
+    assert evaluate_main(["score", "--enhanced", NOISY, "--clean", CLEAN, "--noisy", NOISY,
+                          "--out", str(tmp_path), "--name", "passthrough"]) == 0
+    for system in ("Noisy", "passthrough"):
+        rows = {r["id"]: r for r in csv.DictReader(open(tmp_path / f"scores_{system}.csv"))}
+        for uid, row in rows.items():
+            expected = evaluation.pair_digest(os.path.join(CLEAN, f"{uid}.wav"), os.path.join(NOISY, f"{uid}.wav"))
+            assert row[evaluation.PAIR] == expected

@@ -173,3 +173,33 @@ def test_dnsmos_columns_for_every_system_scored_here(tmp_path):
     assert "DNSMOS BAK" in table
     other = [r for r in table.split("DNSMOS BAK")[1].splitlines() if r.startswith("| other |")][0]
     assert peers.evaluation.MISSING in other
+
+
+def test_scores_from_other_audio_are_refused_and_unverified_ones_are_listed(tmp_path):
+    """A CSV written by an earlier run carries pair digests: accepted on the same audio,
+    refused once the set is re-rendered with the same names but other samples; a CSV
+    without digests is used and listed as not checked."""
+    clean, noisy, fake = _tiny_set(tmp_path)
+    first = tmp_path / "first"
+    peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
+                "--out", str(first), "--workers", "1"])
+    earlier = first / "tiny" / "scores_fake.csv"
+    assert all(r["pair"] for r in csv.DictReader(open(earlier)))
+    peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"again:tiny={earlier}",
+                "--out", str(tmp_path / "same"), "--workers", "1"])
+    assert "not checked" not in open(tmp_path / "same" / "peers.md").read()
+    wav, rate = sf.read(noisy / "b.wav", dtype="float32")
+    wav[100] += 1e-3  # the "re-render": same names, slightly other samples
+    sf.write(noisy / "b.wav", wav, rate)
+    with pytest.raises(SystemExit, match="1 of 2 rows .* other audio"):
+        peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"again:tiny={earlier}",
+                    "--out", str(tmp_path / "other"), "--workers", "1"])
+    plain = tmp_path / "scores_plain.csv"
+    with open(plain, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "pesq", "csig", "cbak", "covl", "stoi", "ssnr", "error"])
+        w.writerows([["a", 2.0, 3.0, 2.5, 2.4, 0.9, 5.0, ""], ["b", 2.2, 3.1, 2.6, 2.5, 0.8, 6.0, ""]])
+    peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"plain:tiny={plain}",
+                "--out", str(tmp_path / "plain"), "--workers", "1"])
+    assert "plain on tiny: per-utterance scores from" in open(tmp_path / "plain" / "peers.md").read()
+    assert "not checked to be the same audio" in open(tmp_path / "plain" / "peers.md").read()

@@ -72,3 +72,18 @@ def test_misaligned_pairs_are_refused(tmp_path):
         pair_noises(f"{tmp_path / 'clean'}:{tmp_path / 'noisy'}")
     with pytest.raises(ValueError, match="CLEAN:NOISY"):
         pair_noises(str(tmp_path / "clean"))
+
+
+def test_a_render_is_byte_identical_when_repeated(sources, tmp_path):
+    """Same sources, options and stack: the same bytes in every file, and the same split
+    digests in simulation.json (which also records the stack)."""
+    runs = [simulate([sources[0]], [sources[1]], str(tmp_path / k), test_fraction=0.25, noise_test_fraction=0.25,
+                     valid_fraction=0.3) for k in ("a", "b")]
+    files = sorted(os.path.relpath(p, tmp_path / "a") for p in glob.glob(str(tmp_path / "a" / "*" / "*.wav")))
+    assert len(files) == sum(2 * len(runs[0][k]) for k in ("train", "valid", "test")) > 0
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    for subset in ("train", "valid", "test"):
+        assert runs[0][f"{subset}_digest"] == runs[1][f"{subset}_digest"]
+    assert runs[0]["train_digest"] != runs[0]["test_digest"]
+    assert set(json.load(open(tmp_path / "a" / "simulation.json"))["stack"]) >= {"libsndfile", "soxr", "numpy"}
