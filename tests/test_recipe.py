@@ -193,3 +193,33 @@ def test_checkpoint_averaging_needs_the_checkpoints_kept(tmp_path):
     res = run_recipe(tmp_path, "--number_of_epochs=3", "--ckpt_num_to_keep=2", "--average_last_epochs=[2]", check=False)
     assert res.returncode == 2 and "ckpt_num_to_keep (2) must be >= 3" in res.stderr, res.stderr[-2000:]
     assert not glob.glob(str(tmp_path / "save" / "CKPT+*"))  # refused before training
+
+
+def test_dynamic_mixing_recipe_with_extra_noise_pairs(tmp_path):
+    """The recipe on a rendered set with dynamic mixing, one epoch: the training noises
+    are the set's training recordings plus the noise of the pairs named in
+    dm_noise_pairs (their speech unused), and train_log.txt says so; validation and test
+    stay the rendered files."""
+    import subprocess
+    import sys
+
+    from conftest import RECIPE_ENV, TRAIN, speech_and_noise_folders
+
+    from speechbrain_sslse.simulation import simulate
+
+    speech, noise = speech_and_noise_folders(tmp_path / "src", speakers=5, noises=5)
+    sim = simulate([speech], [noise], str(tmp_path / "set"), test_fraction=0.2, noise_test_fraction=0.2,
+                   valid_fraction=0.25, noise_valid_fraction=0.25)
+    pairs = f"{MINI_SET}/clean_trainset_28spk_wav:{MINI_SET}/noisy_trainset_28spk_wav"
+    out = tmp_path / "run"
+    cmd = [sys.executable, TRAIN, SMOKE, f"--output_folder={out}", f"--data_folder={tmp_path / 'set'}",
+           "--num_workers=0", "--dynamic_mixing=True", "--valid_split=folder", "--dm_items_per_epoch=16",
+           "--number_of_epochs=1", f"--dm_noise_pairs=[{pairs}]"]
+    res = subprocess.run(cmd, env=RECIPE_ENV, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = open(out / "train_log.txt").read()
+    n_recordings = len(sim["train_noises"])
+    assert f"dynamic mixing: {len(sim['train_speech'])} training utterances, {n_recordings + 6} noises " \
+           f"({n_recordings} recording, 6 pair)" in log
+    assert _epochs(out) == ["epoch: 1"]
+    assert sorted(os.listdir(out / "enhanced_wavs")) == sorted(e["id"] + ".wav" for e in sim["test"])

@@ -303,6 +303,9 @@ def dataio_prep(hparams: dict) -> dict:
         with open(hparams["train_log"], "a", encoding="utf-8") as f:
             f.write(message + "\n")
     if hparams.get("dynamic_mixing"):  # training mixtures drawn on the fly (mixing.py)
+        # real pairs whose noise (noisy - clean) joins the training noises; null: those the
+        # rendered set names in its simulation.json (simulate_vbd.py --train_noise_pairs)
+        pairs = {} if hparams.get("dm_noise_pairs") is None else {"noise_pairs": list(hparams["dm_noise_pairs"])}
         datasets["train"] = DynamicMixDataset.from_simulation(
             os.path.join(hparams["data_folder"], "simulation.json"), items_per_epoch=hparams["dm_items_per_epoch"],
             crop=crop, snrs=hparams["dm_snrs"], snr_range=hparams["dm_snr_range"], gain_range=(low, high),
@@ -310,7 +313,15 @@ def dataio_prep(hparams: dict) -> dict:
             noise_speed_range=hparams.get("dm_noise_speed_range"), noise_eq_db=hparams.get("dm_noise_eq_db", 0.0),
             second_noise_prob=hparams.get("dm_second_noise_prob", 0.0),
             speech_speed_range=hparams.get("dm_speech_speed_range"), speech_eq_db=hparams.get("dm_speech_eq_db", 0.0),
-            seed=hparams["seed"])
+            seed=hparams["seed"], **pairs)
+        mixing = datasets["train"]
+        kinds = [name.split(":")[0] if ":" in name else "recording" for name in mixing.noise_names]
+        message = (f"dynamic mixing: {len(mixing.speech)} training utterances, {len(kinds)} noises ("
+                   + ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) + ")")
+        logger.info(message)
+        if if_main_process():
+            with open(hparams["train_log"], "a", encoding="utf-8") as f:
+                f.write(message + "\n")
         return datasets
     repeats = int(hparams.get("train_repeats", 1))
     if repeats > 1:  # small sets: several random crops of each utterance per epoch
