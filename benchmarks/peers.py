@@ -355,8 +355,32 @@ def table_with_n(systems: dict[str, dict]) -> str:
     return "\n".join(out)
 
 
+def check_csv_audio(name: str, clean_dir: str, noisy_dir: str, extra: dict) -> dict[str, str]:
+    """Before any work: every row of a table must be scored on the same audio, so a
+    ``--scores`` CSV of set ``name`` whose ``pair`` digests differ from the set's files is
+    refused (one SystemExit naming it). Returns {label: path} of the CSVs without digests
+    (used, and listed in peers.md as not checked)."""
+    items = evaluation.match_folders(noisy_dir, clean_dir)[0]
+    digests = {uid: evaluation.pair_digest(clean, noisy) for uid, clean, noisy in items}
+    unchecked = {}
+    for label, path in extra.items():
+        if os.path.isdir(path):
+            continue  # enhanced files: scored here, against this set's references
+        rows = read_scores_csv(path, list(digests))[0]
+        stale = evaluation.other_audio(rows, digests)
+        if stale:
+            raise SystemExit(f"--scores {label} on {name}: {len(stale)} of {len(digests)} rows of {path} were scored "
+                             f"on other audio than {clean_dir} : {noisy_dir} (e.g. {', '.join(stale[:3])}); "
+                             "score that system on this set instead")
+        if not all(r.get(evaluation.PAIR) for r in rows):
+            unchecked[label] = path
+            print(f"{name}: {label}: {path} has no pair digests: its audio is not checked", file=sys.stderr)
+    return unchecked
+
+
 def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models: dict, extra: dict,
-            notes: dict, out: str, audio_root: str, workers: int, dnsmos: bool = False) -> dict:
+            notes: dict, out: str, audio_root: str, workers: int, dnsmos: bool = False,
+            unchecked: dict | None = None) -> dict:
     """Enhances one set with every peer and model, scores them with Noisy and the extra
     systems (``dnsmos``: DNSMOS too, for every system whose audio is here), writes
     ``<out>/<name>/`` and returns its record for peers.json."""
@@ -370,7 +394,7 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
         return evaluation.score_pairs(jobs, workers, f"{name}: scoring {label}", dnsmos)
 
     results = {"Noisy": score(items, "Noisy")}
-    csv_rows = {}  # row name -> (label, CSV it was read from)
+    csv_rows = set()  # rows read from a CSV
     timing = {}
     audio_s = sum(_duration(noisy) for _, _, noisy in items)
     enhancers = [(p.label, lambda noisy, target, p=p: peer_enhance_file(p, noisy, target)) for p in peers]
@@ -391,28 +415,17 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
             results[row], missing = read_scores_csv(path, ids)
             if missing:
                 print(f"{name}: {label}: {len(missing)} ids not in {path}: {missing[:5]}", file=sys.stderr)
-            csv_rows[row] = (label, path)
-    # every row of a table must be scored on the same audio: rows scored here get this set's
-    # pair digests; a CSV scored on other samples under the same names is refused
-    digests = evaluation.stamp_pairs({k: v for k, v in results.items() if k not in csv_rows}, items)
-    unchecked = {}
-    for row, (label, path) in csv_rows.items():
-        stale = evaluation.other_audio(results[row], digests)
-        if stale:
-            raise SystemExit(f"--scores {row} on {name}: {len(stale)} of {len(ids)} rows of {path} were scored on "
-                             f"other audio than {clean_dir} : {noisy_dir} (e.g. {', '.join(stale[:3])}); "
-                             "score that system on this set instead")
-        if not all(r.get(evaluation.PAIR) for r in results[row]):
-            unchecked[label] = path
-            print(f"{name}: {row}: {path} has no pair digests: its audio is not checked", file=sys.stderr)
+            csv_rows.add(row)
+    # rows scored here carry this set's pair digests (CSV rows keep theirs: check_csv_audio)
+    evaluation.stamp_pairs({k: v for k, v in results.items() if k not in csv_rows}, items)
     meta = {"set": name, "clean": clean_dir, "noisy": noisy_dir, "n_pairs": len(items),
-            "sources": dict(extra), "unchecked": unchecked, "timing": timing}
+            "sources": dict(extra), "unchecked": dict(unchecked or {}), "timing": timing}
     summary = evaluation.write_results(os.path.join(out, name), results, meta)
     systems = summary["systems"]
     table = table_with_n(systems)
     print(f"\n{name} ({len(items)} pairs)\n{table}")
     return {"clean": clean_dir, "noisy": noisy_dir, "n_pairs": len(items), "systems": systems,
-            "sources": dict(extra), "unchecked": unchecked, "timing": timing, "table": table}
+            "sources": dict(extra), "unchecked": dict(unchecked or {}), "timing": timing, "table": table}
 
 
 def _duration(path: str) -> float:
@@ -492,6 +505,7 @@ def main(argv=None) -> dict:
                 evaluation.check_system_name(label)  # "Noisy" is the input's row
         if len(set(rows)) != len(rows):
             raise SystemExit(f"set {name}: two systems share a name: {rows}")
+    unchecked = {name: check_csv_audio(name, clean, noisy, extra[name]) for name, (clean, noisy) in sets.items()}
     if args.dnsmos:
         try:
             metrics.load_dnsmos()  # a missing package is one error before any work
@@ -520,7 +534,7 @@ def main(argv=None) -> dict:
         for name, (clean, noisy) in sets.items():
             set_notes = notes[name]
             record["sets"][name] = run_set(name, clean, noisy, peers, models, extra[name], set_notes,
-                                           args.out, audio_root, args.workers, args.dnsmos)
+                                           args.out, audio_root, args.workers, args.dnsmos, unchecked[name])
     record["wall_s"] = round(time.perf_counter() - t_start, 1)
     write_combined(args.out, record)
     return record

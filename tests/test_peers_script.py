@@ -194,6 +194,7 @@ def test_scores_from_other_audio_are_refused_and_unverified_ones_are_listed(tmp_
     with pytest.raises(SystemExit, match="1 of 2 rows .* other audio"):
         peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"again:tiny={earlier}",
                     "--out", str(tmp_path / "other"), "--workers", "1"])
+    assert not (tmp_path / "other").exists()  # refused before any enhancing or scoring
     plain = tmp_path / "scores_plain.csv"
     with open(plain, "w", newline="") as f:
         w = csv.writer(f)
