@@ -46,6 +46,15 @@ def _tiny_set(root):
     return clean_dir, noisy_dir, fake_dir
 
 
+def _two_row_csv(path):
+    """A system scored elsewhere, on ids a and b, without pair digests."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "pesq", "csig", "cbak", "covl", "stoi", "ssnr", "error"])
+        w.writerows([["a", 2.0, 3.0, 2.5, 2.4, 0.9, 5.0, ""], ["b", 2.2, 3.1, 2.6, 2.5, 0.8, 6.0, ""]])
+    return path
+
+
 def test_fake_system_and_noisy_are_scored_with_n(tmp_path):
     clean, noisy, fake = _tiny_set(tmp_path)
     csv_path = tmp_path / "scores_other.csv"
@@ -155,11 +164,7 @@ def test_dnsmos_columns_for_every_system_scored_here(tmp_path):
     pytest.importorskip("speechmos")
     clean, noisy, fake = _tiny_set(tmp_path)
     os.remove(fake / "b.wav")  # no output for one file: floored, not dropped
-    csv_path = tmp_path / "scores_other.csv"
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "pesq", "csig", "cbak", "covl", "stoi", "ssnr", "error"])
-        w.writerows([["a", 2.0, 3.0, 2.5, 2.4, 0.9, 5.0, ""], ["b", 2.2, 3.1, 2.6, 2.5, 0.8, 6.0, ""]])
+    csv_path = _two_row_csv(tmp_path / "scores_other.csv")
     peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
                 "--scores", f"other:tiny={csv_path}", "--dnsmos", "--out", str(tmp_path / "out"), "--workers", "1"])
     systems = json.load(open(tmp_path / "out" / "tiny" / "summary.json"))["systems"]
@@ -195,11 +200,7 @@ def test_scores_from_other_audio_are_refused_and_unverified_ones_are_listed(tmp_
         peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"again:tiny={earlier}",
                     "--out", str(tmp_path / "other"), "--workers", "1"])
     assert not (tmp_path / "other").exists()  # refused before any enhancing or scoring
-    plain = tmp_path / "scores_plain.csv"
-    with open(plain, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "pesq", "csig", "cbak", "covl", "stoi", "ssnr", "error"])
-        w.writerows([["a", 2.0, 3.0, 2.5, 2.4, 0.9, 5.0, ""], ["b", 2.2, 3.1, 2.6, 2.5, 0.8, 6.0, ""]])
+    plain = _two_row_csv(tmp_path / "scores_plain.csv")
     peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"plain:tiny={plain}",
                 "--out", str(tmp_path / "plain"), "--workers", "1"])
     assert "plain on tiny: per-utterance scores from" in open(tmp_path / "plain" / "peers.md").read()
