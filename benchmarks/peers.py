@@ -23,6 +23,7 @@ Arguments (``--set``, ``--model``, ``--scores``, ``--note`` repeat):
   (``evaluation.pair_digest``) differ from this set's is refused (e.g. scores from an
   earlier render of a simulated set with the same file names); a CSV without them is
   used and listed as not checked.
+* ``--about SET=TEXT``: a sentence under the set's heading in ``peers.md``.
 * ``--note NAME:SET=TEXT``: label a row on one set, e.g. ``--note "sslse-log1p-sim:vbd_pairs=noise
   seen in training"`` names that row ``sslse-log1p-sim (noise seen in training)``.
 * ``--out DIR``: ``<out>/<set>/`` gets ``scores_<system>.csv``, ``summary.json`` and
@@ -455,6 +456,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--peers", nargs="*", default=list(DEFAULT_PEERS), choices=sorted(PEERS))
     p.add_argument("--scores", action="append", default=[], metavar="NAME:SET=DIR_OR_CSV")
     p.add_argument("--note", action="append", default=[], metavar="NAME:SET=TEXT")
+    p.add_argument("--about", action="append", default=[], metavar="SET=TEXT",
+                   help="a sentence under the set's heading in peers.md (what a reader must know to read it)")
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=2, help="scoring processes")
     p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads while enhancing")
@@ -491,6 +494,10 @@ def main(argv=None) -> dict:
                 raise SystemExit(f"--set {name}: {d} is not a folder")
         sets[name] = (clean, noisy)
     extra = _per_set(args.scores, "--scores", sets)
+    about = _pairs(args.about, "--about")
+    for name in about:
+        if name not in sets:
+            raise SystemExit(f"--about {name}: no --set of that name")
     notes = _per_set(args.note, "--note", sets)
     for per in extra.values():
         for label, path in per.items():
@@ -535,6 +542,8 @@ def main(argv=None) -> dict:
             set_notes = notes[name]
             record["sets"][name] = run_set(name, clean, noisy, peers, models, extra[name], set_notes,
                                            args.out, audio_root, args.workers, args.dnsmos, unchecked[name])
+            if name in about:
+                record["sets"][name]["about"] = about[name]
     record["wall_s"] = round(time.perf_counter() - t_start, 1)
     write_combined(args.out, record)
     return record
@@ -559,7 +568,9 @@ def write_combined(out: str, record: dict) -> None:
             check = " (no pair digests in the file: not checked to be the same audio)" if label in s.get("unchecked", {}) else ""
             lines.append(f"* {label} on {name}: {how} `{path}`{check}")
     for name, s in record["sets"].items():
-        lines += ["", f"## {name} ({s['n_pairs']} pairs)", "", f"`{s['clean']}` : `{s['noisy']}`", "", s["table"]]
+        lines += ["", f"## {name} ({s['n_pairs']} pairs)", "", f"`{s['clean']}` : `{s['noisy']}`", ""]
+        lines += [s["about"], ""] if s.get("about") else []
+        lines += [s["table"]]
         if s["timing"]:
             t = ", ".join(f"{k} {v['enhance_s']:.1f} s (RTF {v['rtf']:.3f})" for k, v in s["timing"].items())
             lines += ["", f"Enhancement time on CPU: {t}."]

@@ -65,7 +65,7 @@ def test_fake_system_and_noisy_are_scored_with_n(tmp_path):
     out = tmp_path / "out"
     record = peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
                          "--scores", f"other:tiny={csv_path}", "--note", "fake:tiny=a note",
-                         "--out", str(out), "--workers", "1"])
+                         "--about", "tiny=Two made-up pairs.", "--out", str(out), "--workers", "1"])
     systems = json.load(open(out / "tiny" / "summary.json"))["systems"]
     assert list(systems) == ["Noisy", "fake (a note)", "other"]
     for name in ("Noisy", "fake (a note)"):
@@ -73,6 +73,7 @@ def test_fake_system_and_noisy_are_scored_with_n(tmp_path):
     assert systems["fake (a note)"]["pesq"]["mean"] > systems["Noisy"]["pesq"]["mean"]
     assert systems["other"]["n"] == 2  # the missing row counts (floored), it is not dropped
     table = open(out / "peers.md").read()
+    assert "Two made-up pairs." in table.split("## tiny (2 pairs)")[1].split("| system |")[0]
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| system |") and "| n |" in rows[0] and "PESQ" in rows[0]
     n_col = [c.strip() for c in rows[0].split("|")].index("n")
