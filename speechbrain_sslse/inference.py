@@ -9,6 +9,7 @@ overlapping chunks with a linear cross-fade so memory stays bounded.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import warnings
@@ -40,6 +41,8 @@ class EnhanceSSL(Pretrained):
         no network)."""
         if savedir is None and os.path.isdir(str(source)):
             kwargs.setdefault("local_strategy", LocalStrategy.NO_LINK)
+        else:
+            check_source(str(source))  # a mistyped folder fails here, not after hub retries
         return super().from_hparams(source=str(source), hparams_file=hparams_file, savedir=savedir, **kwargs)
 
     @property
@@ -292,8 +295,15 @@ def check_source(path: str) -> None:
         if not os.path.isdir(path):
             raise ConfigError(f"{path}: is a file; --source takes a model folder (or a hub id)")
         return
+    missing = f"{path}: no such model folder (from {os.getcwd()})"
     if path.startswith((".", "/", "~")) or path.count("/") != 1 or not HUB_ID.match(path):
-        raise ConfigError(f"{path}: no such model folder (from {os.getcwd()}), and not a hub id like owner/name")
+        raise ConfigError(f"{missing}, and not a hub id like owner/name")
+    parent, name = path.split("/")
+    if os.path.isdir(parent):  # "pretrained/sslse-log1p-sm": a mistyped local path, not a hub id
+        near = difflib.get_close_matches(name, sorted(os.listdir(parent)), n=3)
+        hint = f"; did you mean {' or '.join(f'{parent}/{n}' for n in near)}?" if near else ""
+        raise ConfigError(f"{missing}: {parent}/ is a local folder, so this is not sent to the hub{hint} "
+                          f"(for the hub id {path}, run from a folder without a {parent}/)")
 
 
 def load_model(path: str, ssl_source: str | None = None, device: str = "cpu", precision: str = "fp32") -> EnhanceSSL:

@@ -17,7 +17,8 @@ from conftest import MINI_SET, ROOT
 
 from speechbrain_sslse import audio, evaluation, metrics
 from speechbrain_sslse.cli import analyze_main, enhance_main, evaluate_main
-from speechbrain_sslse.inference import EnhanceSSL, load_model
+from speechbrain_sslse.errors import ConfigError
+from speechbrain_sslse.inference import EnhanceSSL, check_source, load_model
 from speechbrain_sslse.output_plan import PlanError, check_jobs, plan_outputs
 
 MODEL = os.path.join(ROOT, "pretrained", "sslse-log1p-sim")
@@ -357,6 +358,19 @@ def test_enhance_errors_are_one_line_and_early(tmp_path, capsys, args):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "error" in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_mistyped_local_folder_is_never_sent_to_the_hub(tmp_path, monkeypatch):
+    """"models/sslse-log1p-sm" looks like a hub id, but models/ is a local folder: the
+    error comes at once with the near names, from the loader and from from_hparams alike."""
+    (tmp_path / "models" / "sslse-log1p-sim").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a hub attempt would be made, and retried
+    for load in (load_model, lambda s: EnhanceSSL.from_hparams(source=s)):
+        with pytest.raises(ConfigError) as err:
+            load("models/sslse-log1p-sm")
+        assert "not sent to the hub" in str(err.value) and "models/sslse-log1p-sim" in str(err.value)
+    check_source("owner/sslse-log1p-sm")  # no local owner/ folder: still a plausible hub id
 
 
 def test_analyze_errors_are_one_line(tmp_path, capsys):

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Turn a trained recipe folder (or a model folder) into a Hugging Face Hub model folder.
 
-    python recipes/VCTK/export.py results/smoke/999 my_model --summary "mini test=eval/summary.json"
+    python recipes/VCTK/export.py results/smoke/999 results/my_model --name smoke \
+        --summary "mini test=results/eval/summary.json"
+
+``--name`` is the model's row in the summaries (``sslse-evaluate`` names a recipe folder
+by its experiment, here ``smoke``).
 
 The folder itself (inference ``hyperparams.yaml`` built from the model's constructor
 arguments, ``enhancer.ckpt``, ``layer_weights.json``, ``custom_interface.py`` for SpeechBrain's
