@@ -33,13 +33,44 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # libsndfile's messages are short; keep the reason
-        reason = str(err).split("\n")[0] or type(err).__name__
+        reason = str(err).split("\n")[0].replace(f"Error opening {path!r}: ", "") or type(err).__name__
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None
+    cut = wav_truncation(path)
+    if cut:
+        raise AudioError(f"{path}: truncated (its WAV header declares {cut[0]} bytes of audio, "
+                         f"the file holds {cut[1]}); re-copy or repair it")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
     if not np.isfinite(data).all():
         raise AudioError(f"{path}: contains NaN or Inf samples")
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+
+
+def wav_truncation(path: str) -> tuple[int, int] | None:
+    """(declared, present) audio bytes of a RIFF/WAVE file cut short (an interrupted copy or
+    download), else None. libsndfile reads such a file without complaint, up to where it
+    ends; enhancing that silently would pass a damaged input off as whole. A declared size
+    of 0 or 0xFFFFFFFF (streamed WAV, length unknown) is not a truncation."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(12)[8:12] != b"WAVE":
+                return None
+            f.seek(0)
+            if f.read(4) != b"RIFF":
+                return None
+            f.seek(12)
+            size = os.fstat(f.fileno()).st_size
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                chunk, length = head[:4], int.from_bytes(head[4:], "little")
+                if chunk == b"data":
+                    present = size - f.tell()
+                    return (length, present) if 0 < length < 0xFFFFFFFF and length > present else None
+                f.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError:
+        return None
 
 
 def resample(wav: torch.Tensor, orig_rate: int, new_rate: int = SAMPLE_RATE) -> torch.Tensor:

@@ -70,6 +70,8 @@ def _quiet_third_parties(quiet: bool) -> None:
     except ImportError:
         pass
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # a warning is one line for the user ("warning: ..."), not the library line that raised it
+    warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"
         warnings.filterwarnings("ignore")
@@ -111,6 +113,7 @@ def enhance_main(argv: list[str] | None = None) -> int:
     from .output_plan import plan_outputs
 
     try:  # every refusal before the model is loaded or anything is written
+        check_output_folder(args.output)
         jobs, skipped = plan_outputs(args.inputs, args.output)
         if not jobs:
             reasons = "; ".join(f"{p}: {r}" for p, r in skipped) or "no input"
@@ -118,15 +121,32 @@ def enhance_main(argv: list[str] | None = None) -> int:
         model = load_model(args.source, ssl_source=args.ssl_source, device=args.device, precision=args.precision)
     except (ConfigError, AudioError) as err:
         return _fail(str(err))
+    existing = sum(os.path.exists(dst) for _, dst in jobs)
     report = model.enhance_files(jobs, args.batch_size, progress=not args.quiet)
-    print(f"enhanced {len(report.written)} of {len(jobs)} file(s) -> {args.output}")
+    replaced = f" ({existing} earlier output(s) there replaced)" if existing else ""
+    print(f"enhanced {len(report.written)} of {len(jobs)} file(s) -> {args.output}{replaced}")
     problems = skipped + report.failed
     if problems:
         print(f"{len(problems)} input(s) failed or skipped:", file=sys.stderr)
         for path, reason in problems:
+            reason = reason[len(path) + 2:] if reason.startswith(f"{path}: ") else reason  # the path once
             print(f"  {path}: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def check_output_folder(path: str) -> None:
+    """``-o`` is a folder (outputs keep their input names below it): an existing file, or
+    a new name with an audio extension, is refused before anything is loaded."""
+    from .audio import AUDIO_EXTENSIONS
+    from .errors import ConfigError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"-o {path}: is an existing file; -o takes an output folder "
+                          "(each output keeps its input's name below it)")
+    if not os.path.exists(path) and path.lower().endswith(AUDIO_EXTENSIONS):
+        raise ConfigError(f"-o {path}: looks like a file name; -o takes an output folder "
+                          "(each output keeps its input's name below it)")
 
 
 EVALUATE_EXAMPLES = """examples:

@@ -78,12 +78,13 @@ def check_jobs(jobs: Sequence[tuple[str, str]]) -> None:
     for src, dst in jobs:
         real = _real(dst)
         if real in inputs:
-            raise PlanError(f"output {dst} would overwrite the input {inputs[real]}; choose another output folder")
+            raise PlanError(f"output {dst} would overwrite the input {inputs[real]}; "
+                            "choose another output file or folder")
         if os.path.exists(dst):
             for other in inputs.values():
                 if os.path.exists(other) and os.path.samefile(dst, other):
                     raise PlanError(f"output {dst} is the same file as the input {other} (a link); "
-                                    "choose another output folder")
+                                    "choose another output file or folder")
         if real in seen and _real(seen[real]) != _real(src):
             raise PlanError(f"inputs {seen[real]} and {src} would both be written to {dst}; "
                             "rename one or enhance them into different output folders")

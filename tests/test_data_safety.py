@@ -360,6 +360,27 @@ def test_enhance_errors_are_one_line_and_early(tmp_path, capsys, args):
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
+@pytest.mark.parametrize("existing", [True, False])
+def test_output_must_be_a_folder(tmp_path, capsys, existing):
+    """-o names a folder: an existing file (left untouched) or a new name like out.wav is
+    refused at once, before the model is loaded."""
+    target = tmp_path / "out.wav"
+    if existing:
+        target.write_bytes(b"keep me")
+    code = enhance_main([NOISY, "-o", str(target), "--source", "./no/such/model"])
+    err = capsys.readouterr().err
+    assert code == 2 and "-o takes an output folder" in err and err.count("\n") == 1, err
+    assert target.read_bytes() == b"keep me" if existing else not target.exists()
+
+
+def test_rerun_says_it_replaced_earlier_outputs(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert enhance_main([NOISY, "-o", str(out), "--source", MODEL, "-q"]) == 0
+    assert "earlier output(s) there replaced" not in capsys.readouterr().out
+    assert enhance_main([NOISY, "-o", str(out), "--source", MODEL, "-q"]) == 0
+    assert "5 earlier output(s) there replaced" in capsys.readouterr().out
+
+
 def test_mistyped_local_folder_is_never_sent_to_the_hub(tmp_path, monkeypatch):
     """"models/sslse-log1p-sm" looks like a hub id, but models/ is a local folder: the
     error comes at once with the near names, from the loader and from from_hparams alike."""
