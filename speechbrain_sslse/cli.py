@@ -63,6 +63,8 @@ def _quiet_third_parties(quiet: bool) -> None:
     for name in ("transformers", "speechbrain", "huggingface_hub", "torchvision"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    # torch's notice about how transformers' WavLM passes its attention masks
+    warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask and attn_mask.*")
     try:  # transformers' own "Loading weights" bars are not the command's progress
         from transformers.utils import logging as hf_logging
 
