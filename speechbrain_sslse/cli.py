@@ -220,7 +220,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, ConfigError, AudioError) as err:  # one line, not a traceback
         return _fail(str(err))
     print(evaluation.markdown_table(summary["systems"]))
-    print(f"-> {args.out}/summary.json, summary.md, scores_*.csv")
+    print(f"-> {os.path.join(args.out, 'summary.json')}, summary.md, scores_*.csv")
     return 0
 
 
