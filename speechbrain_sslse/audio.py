@@ -53,12 +53,9 @@ def wav_truncation(path: str) -> tuple[int, int] | None:
     of 0 or 0xFFFFFFFF (streamed WAV, length unknown) is not a truncation."""
     try:
         with open(path, "rb") as f:
-            if f.read(12)[8:12] != b"WAVE":
+            head = f.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
                 return None
-            f.seek(0)
-            if f.read(4) != b"RIFF":
-                return None
-            f.seek(12)
             size = os.fstat(f.fileno()).st_size
             while True:
                 head = f.read(8)
