@@ -115,7 +115,6 @@ def enhance_main(argv: list[str] | None = None) -> int:
     from .output_plan import plan_outputs
 
     try:  # every refusal before the model is loaded or anything is written
-        check_output_folder(args.output)
         jobs, skipped = plan_outputs(args.inputs, args.output)
         if not jobs:
             reasons = "; ".join(f"{p}: {r}" for p, r in skipped) or "no input"
@@ -135,20 +134,6 @@ def enhance_main(argv: list[str] | None = None) -> int:
             print(f"  {path}: {reason}", file=sys.stderr)
         return 1
     return 0
-
-
-def check_output_folder(path: str) -> None:
-    """``-o`` is a folder (outputs keep their input names below it): an existing file, or
-    a new name with an audio extension, is refused before anything is loaded."""
-    from .audio import AUDIO_EXTENSIONS
-    from .errors import ConfigError
-
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"-o {path}: is an existing file; -o takes an output folder "
-                          "(each output keeps its input's name below it)")
-    if not os.path.exists(path) and path.lower().endswith(AUDIO_EXTENSIONS):
-        raise ConfigError(f"-o {path}: looks like a file name; -o takes an output folder "
-                          "(each output keeps its input's name below it)")
 
 
 EVALUATE_EXAMPLES = """examples:

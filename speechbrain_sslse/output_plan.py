@@ -91,13 +91,26 @@ def check_jobs(jobs: Sequence[tuple[str, str]]) -> None:
         seen[real] = src
 
 
+def check_output_folder(path: str) -> None:
+    """The output names a folder (outputs keep their input names below it): an existing
+    file, or a new name with an audio extension, is refused (``PlanError``) before
+    anything is loaded or written, so a file is never treated as a folder."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise PlanError(f"{path}: is an existing file, not an output folder "
+                        "(each output keeps its input's name below it)")
+    if not os.path.exists(path) and path.lower().endswith(AUDIO_EXTENSIONS):
+        raise PlanError(f"{path}: looks like a file name, not an output folder "
+                        "(each output keeps its input's name below it)")
+
+
 def plan_outputs(
     inputs: Iterable[str], out_dir: str, suffix: str = ".wav"
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(input, output) jobs mirroring each input's path relative to the folder or glob it
     came from below ``out_dir`` (extension replaced by ``suffix``), and (input, reason)
     for what was skipped. The output folder is never read as input; ``PlanError`` when
-    the jobs break a rule of ``check_jobs``."""
+    the jobs break a rule of ``check_jobs`` or ``out_dir`` is not a folder."""
+    check_output_folder(out_dir)
     found, problems = expand_inputs(list(inputs), exclude=[out_dir])
     jobs, seen = [], set()
     for path, rel in found:

@@ -369,7 +369,10 @@ def test_output_must_be_a_folder(tmp_path, capsys, existing):
         target.write_bytes(b"keep me")
     code = enhance_main([NOISY, "-o", str(target), "--source", "./no/such/model"])
     err = capsys.readouterr().err
-    assert code == 2 and "-o takes an output folder" in err and err.count("\n") == 1, err
+    assert code == 2 and "not an output folder" in err and err.count("\n") == 1, err
+    assert target.read_bytes() == b"keep me" if existing else not target.exists()
+    with pytest.raises(PlanError, match="not an output folder"):  # the Python API: same rule
+        plan_outputs([NOISY], str(target))
     assert target.read_bytes() == b"keep me" if existing else not target.exists()
 
 
