@@ -9,6 +9,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from .errors import DataWarning
+
 SAMPLE_RATE = 16000
 # Containers libsndfile reads, found when listing folders (a file of another extension
 # named directly is still tried).
@@ -34,6 +36,8 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # libsndfile's messages are short; keep the reason
         reason = str(err).split("\n")[0].replace(f"Error opening {path!r}: ", "") or type(err).__name__
+        if "does not exist" in reason and os.path.isfile(path):  # libsndfile's words for a bad MP3 stream
+            reason = "its content is not valid audio for its format"
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None
     cut = wav_truncation(path)
     if cut:
@@ -175,7 +179,7 @@ def write_audio(path: str, wav: torch.Tensor | np.ndarray, rate: int = SAMPLE_RA
         clipped = int(np.count_nonzero(np.abs(data) > 1.0))
         if clipped:
             warnings.warn(f"{path}: {clipped} sample(s) beyond [-1, 1] clipped ({container} {subtype or ''} "
-                          "holds no larger values; write .wav to keep them)", stacklevel=2)
+                          "holds no larger values; write .wav to keep them)", DataWarning, stacklevel=2)
             data = np.clip(data, -1.0, 1.0)
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None

@@ -58,6 +58,8 @@ def _parse(ap: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argpars
 
 
 def _quiet_third_parties(quiet: bool) -> None:
+    from .errors import DataWarning
+
     """Library notices (transformers' load reports, torchvision hints) are not the
     command's output; with -q, progress bars go too."""
     for name in ("transformers", "speechbrain", "huggingface_hub", "torchvision"):
@@ -74,9 +76,10 @@ def _quiet_third_parties(quiet: bool) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     # a warning is one line for the user ("warning: ..."), not the library line that raised it
     warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"
-    if quiet:
+    if quiet:  # third parties' warnings go; this package's own (input level, rate) stay
         os.environ["TQDM_DISABLE"] = "1"
         warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", category=DataWarning)
 
 
 def _fail(message: str) -> int:
@@ -122,8 +125,9 @@ def enhance_main(argv: list[str] | None = None) -> int:
         model = load_model(args.source, ssl_source=args.ssl_source, device=args.device, precision=args.precision)
     except (ConfigError, AudioError) as err:
         return _fail(str(err))
-    existing = sum(os.path.exists(dst) for _, dst in jobs)
+    earlier = {src: dst for src, dst in jobs if os.path.exists(dst)}  # outputs of an earlier run
     report = model.enhance_files(jobs, args.batch_size, progress=not args.quiet)
+    existing = sum(src in earlier for src, _ in report.written)  # counted after: only what was replaced
     replaced = f" ({existing} earlier output(s) there replaced)" if existing else ""
     print(f"enhanced {len(report.written)} of {len(jobs)} file(s) -> {args.output}{replaced}")
     problems = skipped + report.failed
@@ -131,7 +135,8 @@ def enhance_main(argv: list[str] | None = None) -> int:
         print(f"{len(problems)} input(s) failed or skipped:", file=sys.stderr)
         for path, reason in problems:
             reason = reason[len(path) + 2:] if reason.startswith(f"{path}: ") else reason  # the path once
-            print(f"  {path}: {reason}", file=sys.stderr)
+            stale = f" (the output {earlier[path]} there is from an earlier run, not this one)" if path in earlier else ""
+            print(f"  {path}: {reason}{stale}", file=sys.stderr)
         return 1
     return 0
 

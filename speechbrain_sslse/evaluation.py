@@ -26,7 +26,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from . import metrics
-from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio
+from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample
 
 LABELS = {"pesq": "PESQ", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL", "stoi": "STOI", "ssnr": "SSNR",
           "si_sdr": "SI-SDR", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
@@ -81,12 +81,14 @@ def columns(reference: bool = True, dnsmos: bool = False) -> tuple[str, ...]:
 
 
 def _read_16k_mono(path: str, error=metrics.MetricError):
+    """The metrics are defined on 16 kHz mono: another rate (VoiceBank-DEMAND's 48 kHz
+    originals, an enhancer's 48 kHz output) is resampled, the same way for reference and
+    estimate, as the 16 kHz version of that corpus is made; more channels are an error."""
     try:
         wav, rate = read_audio(path)
+        wav = resample(wav, rate, SAMPLE_RATE)
     except AudioError as err:
         raise error(str(err)) from None
-    if rate != SAMPLE_RATE:
-        raise error(f"{path}: sample rate {rate} Hz, metrics need {SAMPLE_RATE} Hz")
     if wav.shape[0] != 1:
         raise error(f"{path}: {wav.shape[0]} channels, metrics need mono")
     return wav[0].numpy()
@@ -206,8 +208,8 @@ def summarize(rows: Iterable[dict], cols: Iterable[str] | None = None) -> dict:
 
 
 def _cell(stat: dict, digits: int) -> str:
-    """``mean ± ci``; one utterance has no interval, so the mean stands alone."""
-    if not math.isfinite(stat["ci95"]):
+    """``mean ± ci``; one utterance has no interval (``null`` in JSON), so the mean stands alone."""
+    if stat["ci95"] is None or not math.isfinite(stat["ci95"]):
         return f"{stat['mean']:.{digits}f}"
     return f"{stat['mean']:.{digits}f} ± {stat['ci95']:.{digits}f}"
 
@@ -256,12 +258,27 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _finite_or_null(value):
+    """``value`` with every NaN or infinity replaced by ``None``: the JSON standard has no
+    NaN, and other languages' parsers reject the token (a one-utterance interval is NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | None = None) -> dict:
     """Writes per-system CSVs, summary.json and summary.md; returns the summary. Every
     system covers the same utterances: one whose reference is unusable is dropped from all
     of them (and listed); any other mismatch is an error."""
     bad_refs = {r["id"]: r["error"] for rows in results.values() for r in rows if r["error"].startswith("reference:")}
     results = {name: [r for r in rows if r["id"] not in bad_refs] for name, rows in results.items()}
+    if bad_refs and not any(results.values()):
+        first = next(iter(bad_refs.values()))
+        raise ValueError(f"no utterance could be scored: all {len(bad_refs)} references are unusable ({first})")
     cols = common_columns(results) or metrics.METRICS  # the metrics every system has
     ids = {name: sorted(r["id"] for r in rows) for name, rows in results.items()}
     first = next(iter(ids.values()), [])
@@ -282,7 +299,7 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     summary = {"metrics": list(cols), "systems": systems, "floors": floors,
                "dropped_references": bad_refs, **(meta or {})}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+        json.dump(_finite_or_null(summary), f, indent=1)  # strict JSON: no NaN tokens
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(markdown_table(systems) + "\n")
     for uid, reason in sorted(bad_refs.items()):

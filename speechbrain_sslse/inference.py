@@ -21,7 +21,7 @@ from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.fetching import LocalStrategy
 
 from .audio import SAMPLE_RATE, AudioError, output_format, read_audio, resample, write_audio
-from .errors import ConfigError
+from .errors import ConfigError, DataWarning
 from .output_plan import check_jobs
 
 
@@ -242,7 +242,7 @@ def warn_if_level_unusual(wav: torch.Tensor, name: str = "input") -> None:
     peak = float(wav.abs().max()) if wav.numel() else 0.0
     if peak > LEVEL_WARN_PEAK:
         warnings.warn(f"{name}: peak {peak:.1f} is far outside [-1, 1]; the enhancer expects float audio "
-                      "in [-1, 1] (divide int16 samples by 32768)", stacklevel=3)
+                      "in [-1, 1] (divide int16 samples by 32768)", DataWarning, stacklevel=3)
 
 
 def check_batch(noisy: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

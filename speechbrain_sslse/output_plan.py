@@ -2,10 +2,12 @@
 
 The one place where the data-safety rules live, so the CLI, evaluation and the Python API
 all obey them: an output never replaces an input of the run (resolved paths, hard and
-symbolic links included, whatever the extensions), no two inputs share one output, an
-output folder inside an input folder is not read back as input, and entries that are not
-regular files (named pipes, sockets, devices) are skipped with a reason instead of
-blocking a reader forever.
+symbolic links included, whatever the extensions), no two inputs share one output, the
+output folder is never the folder an input was listed from, an output folder inside an
+input folder is not read back as input (and only there: inputs are never dropped because
+they happen to lie below the output folder), and entries that are not regular files
+(named pipes, sockets, devices) are skipped with a reason instead of blocking a reader
+forever.
 """
 from __future__ import annotations
 
@@ -35,17 +37,24 @@ def _glob_root(pattern: str) -> str:
     return os.sep.join(fixed) or "."
 
 
+def _inside_only(exclude: Sequence[str], root: str) -> list[str]:
+    """The ``exclude`` folders that lie below ``root``: an excluded folder that holds the
+    root (the output folder above an input folder) must not hide the input itself."""
+    return [e for e in exclude if same_or_inside(e, root) and _real(e) != _real(root)]
+
+
 def expand_inputs(
     inputs: Iterable[str], exclude: Sequence[str] = ()
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(path, path relative to the folder or glob it came from) for files, folders
-    (recursive, audio extensions only, ``exclude`` folders left out) and globs; plus
-    (input, reason) for inputs that gave nothing or were skipped."""
+    (recursive, audio extensions only) and globs; plus (input, reason) for inputs that gave
+    nothing or were skipped. An ``exclude`` folder is left out of a folder or glob that
+    contains it, never of one it contains."""
     found: list[tuple[str, str]] = []
     problems: list[tuple[str, str]] = []
     for item in inputs:
         if os.path.isdir(item):
-            files = list_audio(item, exclude=exclude, skipped=problems)
+            files = list_audio(item, exclude=_inside_only(exclude, item), skipped=problems)
             if not files:
                 problems.append((item, f"is a directory with no audio files ({', '.join(AUDIO_EXTENSIONS)})"))
             found += [(p, os.path.relpath(p, item)) for p in files]
@@ -59,9 +68,10 @@ def expand_inputs(
             if not matches:
                 problems.append((item, "no such file, folder or glob match"))
             root = _glob_root(item)
+            hidden = _inside_only(exclude, root)
             for m in matches:
                 if os.path.isfile(m):
-                    if not any(same_or_inside(m, e) for e in exclude):
+                    if not any(same_or_inside(m, e) for e in hidden):
                         found.append((m, os.path.relpath(m, root)))
                 elif not os.path.isdir(m):
                     problems.append((m, NOT_REGULAR))
@@ -103,15 +113,31 @@ def check_output_folder(path: str) -> None:
                         "(each output keeps its input's name below it)")
 
 
+def check_not_input_folder(inputs: Sequence[str], out_dir: str) -> None:
+    """Refuses (``PlanError``) an output folder that is an input folder or a glob's fixed
+    folder: outputs would land among the inputs, and the next run would read them back."""
+    for item in inputs:
+        root = item if os.path.isdir(item) else None
+        if root is None and not os.path.exists(item) and glob.has_magic(item):
+            root = _glob_root(item)
+        if root is not None and os.path.isdir(root) and os.path.samefile(root, out_dir):
+            raise PlanError(f"output folder {out_dir} is the input folder {item}: outputs would be "
+                            "mixed with the inputs; choose another output folder")
+
+
 def plan_outputs(
     inputs: Iterable[str], out_dir: str, suffix: str = ".wav"
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(input, output) jobs mirroring each input's path relative to the folder or glob it
     came from below ``out_dir`` (extension replaced by ``suffix``), and (input, reason)
-    for what was skipped. The output folder is never read as input; ``PlanError`` when
-    the jobs break a rule of ``check_jobs`` or ``out_dir`` is not a folder."""
+    for what was skipped. An output folder inside an input folder is not read as input;
+    ``PlanError`` when the jobs break a rule of ``check_jobs``, ``out_dir`` is not a folder
+    or it is an input folder itself."""
+    inputs = list(inputs)
     check_output_folder(out_dir)
-    found, problems = expand_inputs(list(inputs), exclude=[out_dir])
+    if os.path.isdir(out_dir):
+        check_not_input_folder(inputs, out_dir)
+    found, problems = expand_inputs(inputs, exclude=[out_dir])
     jobs, seen = [], set()
     for path, rel in found:
         if _real(path) in seen:  # the same file named twice (a folder and a glob): once

@@ -62,6 +62,8 @@ CASES = {
     "truncated_header": (_truncated, "not a readable audio file", None, None),
     "truncated_data": (lambda p: _cut_short(p), "truncated", None, None),
     "text_named_wav": (lambda p: p.write_text("this is not audio\n"), "not a readable audio file", None, None),
+    # libsndfile says "does not exist" for a bad MP3 stream; the file exists, so the error must not
+    "text_named_mp3": (lambda p: p.write_text("this is not audio\n"), "not valid audio for its format", None, None),
     "missing_file": (None, "no such file", None, None),
     "directory": (lambda p: p.mkdir(), "is a directory", None, None),
 }
@@ -81,7 +83,7 @@ def model(model_folder):
 
 def _make(tmp_path, case):
     writer = CASES[case][0]
-    path = tmp_path / (f"{case}.flac" if case == "flac" else f"{case}.wav")
+    path = tmp_path / (f"{case}.flac" if case == "flac" else f"{case}.mp3" if case.endswith("_mp3") else f"{case}.wav")
     if writer is not None:
         writer(path)
     return path
@@ -123,7 +125,8 @@ def test_cli(model_folder, tmp_path, case, capsys):
         assert len([f for f in os.listdir(out)]) == 1
 
 
-SCORABLE = {"clipped", "pcm_8bit", "pcm_24bit", "float_wav", "flac"}  # 1 s, 16 kHz, mono
+SCORABLE = {"clipped", "pcm_8bit", "pcm_24bit", "float_wav", "flac",  # 1 s, 16 kHz, mono
+            "rate_8k", "rate_22k", "rate_44k", "rate_48k"}  # 1 s, mono: scored at 16 kHz, as what they hold
 
 
 @pytest.mark.parametrize("case", list(CASES))

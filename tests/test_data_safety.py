@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -382,6 +383,68 @@ def test_rerun_says_it_replaced_earlier_outputs(tmp_path, capsys):
     assert "earlier output(s) there replaced" not in capsys.readouterr().out
     assert enhance_main([NOISY, "-o", str(out), "--source", MODEL, "-q"]) == 0
     assert "5 earlier output(s) there replaced" in capsys.readouterr().out
+
+
+def test_rerun_counts_only_what_it_replaced(tmp_path, capsys):
+    """An input that fails on the rerun is not counted as replaced, and its earlier output
+    (still on disk) is named as not from this run."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a", "b"):
+        sf.write(src / f"{name}.wav", SPEECH, 16000)
+    assert enhance_main([str(src), "-o", str(out), "--source", MODEL, "-q"]) == 0
+    capsys.readouterr()
+    (src / "b.wav").write_bytes(open(src / "b.wav", "rb").read()[:100])  # now broken
+    assert enhance_main([str(src), "-o", str(out), "--source", MODEL, "-q"]) == 1
+    io = capsys.readouterr()
+    assert "enhanced 1 of 2 file(s)" in io.out and "(1 earlier output(s) there replaced)" in io.out, io.out
+    assert f"the output {out / 'b.wav'} there is from an earlier run" in io.err, io.err
+
+
+@pytest.mark.parametrize("how", ["folder", "glob"])
+def test_inputs_below_the_output_folder_are_all_enhanced(tmp_path, capsys, monkeypatch, how):
+    """An output folder that holds the input folder (``-o .``) must not hide its inputs:
+    only an output folder inside an input folder is left out of the listing."""
+    layout = ["top.wav", "spk1/a.wav", "spk2/b.wav"]
+    for rel in layout:
+        (tmp_path / "data" / "noisy" / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "data" / "noisy" / rel, SPEECH, 16000)
+    monkeypatch.chdir(tmp_path)
+    source = "data/noisy" if how == "folder" else "data/noisy/**/*.wav"
+    jobs, skipped = plan_outputs([source], "data")
+    assert sorted(os.path.relpath(s, "data/noisy") for s, _ in jobs) == sorted(layout) and not skipped
+    assert sorted(d for _, d in jobs) == sorted(os.path.join("data", r) for r in layout)
+    before = _snapshot(tmp_path / "data" / "noisy")
+    assert enhance_main([source, "-o", ".", "--source", MODEL, "-q"]) == 0
+    assert "enhanced 3 of 3 file(s)" in capsys.readouterr().out
+    assert _snapshot(tmp_path / "data" / "noisy") == before
+
+
+@pytest.mark.parametrize("how", ["folder", "glob"])
+def test_output_folder_equal_to_an_input_folder_is_refused(tmp_path, capsys, how):
+    """``sslse-enhance same -o same`` (README): refused before anything is written, even
+    when no name collides (a.flac -> a.wav), since the next run would read outputs back."""
+    (tmp_path / "sub").mkdir()
+    sf.write(tmp_path / "a.flac", SPEECH, 16000)
+    sf.write(tmp_path / "sub" / "b.flac", SPEECH, 16000)
+    before = _snapshot(tmp_path)
+    source = str(tmp_path) if how == "folder" else str(tmp_path / "**" / "*.flac")
+    with pytest.raises(PlanError, match="is the input folder"):
+        plan_outputs([source], str(tmp_path))
+    code = enhance_main([source, "-o", str(tmp_path), "--source", MODEL, "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is the input folder" in err and err.count("\n") == 1, err
+    assert _snapshot(tmp_path) == before
+
+
+def test_quiet_keeps_warnings_about_the_users_data(tmp_path, capsys):
+    """-q silences third parties, never this package's warning about the input's level."""
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, SPEECH * 20000, 16000, subtype="FLOAT")
+    for quiet in ([], ["-q"]):
+        with warnings.catch_warnings(record=True) as caught:  # the filters the command sets end here
+            assert enhance_main([str(loud), "-o", str(tmp_path / "out"), "--source", MODEL, *quiet]) == 0
+        assert any("far outside [-1, 1]" in str(w.message) for w in caught), (quiet, caught)
 
 
 def test_mistyped_local_folder_is_never_sent_to_the_hub(tmp_path, monkeypatch):

@@ -112,3 +112,52 @@ def test_score_rows_carry_the_pair_digest_of_what_was_scored(tmp_path):
         for uid, row in rows.items():
             expected = evaluation.pair_digest(os.path.join(CLEAN, f"{uid}.wav"), os.path.join(NOISY, f"{uid}.wav"))
             assert row[evaluation.PAIR] == expected
+
+
+def _resampled_copy(src: str, dst, rate: int, names: list[str]) -> None:
+    import soundfile as sf
+
+    from speechbrain_sslse.audio import read_audio, resample
+
+    os.makedirs(dst, exist_ok=True)
+    for name in names:
+        wav, sr = read_audio(os.path.join(src, name))
+        sf.write(os.path.join(dst, name), resample(wav, sr, rate)[0].numpy(), rate, subtype="FLOAT")
+
+
+def test_a_48k_set_is_scored_at_16k_not_dropped(tmp_path):
+    """VoiceBank-DEMAND's originals are 48 kHz: reference and estimate are resampled to the
+    metrics' 16 kHz (as the corpus's 16 kHz version is made), not dropped with n = 0."""
+    names = ["0015.wav", "0072.wav"]
+    _resampled_copy(CLEAN, tmp_path / "clean48", 48000, names)
+    _resampled_copy(NOISY, tmp_path / "noisy48", 48000, names)
+    at48 = evaluation.score_folders(str(tmp_path / "noisy48"), str(tmp_path / "clean48"), str(tmp_path / "a"), "n48")
+    sub = tmp_path / "noisy16"
+    os.makedirs(sub)
+    for name in names:
+        shutil.copy(os.path.join(NOISY, name), sub / name)
+    at16 = evaluation.score_folders(str(sub), CLEAN, str(tmp_path / "b"), "n16")
+    s48, s16 = at48["systems"]["n48"], at16["systems"]["n16"]
+    assert s48["n"] == 2 and s48["n_floored"] == 0
+    assert abs(s48["pesq"]["mean"] - s16["pesq"]["mean"]) < 0.05
+    assert abs(s48["stoi"]["mean"] - s16["stoi"]["mean"]) < 0.01
+
+
+def test_no_usable_reference_is_one_error_and_json_is_strict(tmp_path, capsys):
+    """Every reference unusable: one error and a failing exit code, never an n = 0 table
+    that exits 0. A one-utterance summary has no interval: null in JSON, not NaN."""
+    import soundfile as sf
+
+    stereo = tmp_path / "clean"
+    os.makedirs(stereo)
+    data, rate = sf.read(os.path.join(CLEAN, "0015.wav"))
+    sf.write(stereo / "0015.wav", [[x, x] for x in data], rate)
+    code = evaluate_main(["score", "--enhanced", NOISY, "--clean", str(stereo), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no utterance could be scored" in err and err.count("\n") == 1, err
+    one = tmp_path / "one1"
+    os.makedirs(one)
+    shutil.copy(os.path.join(NOISY, "0015.wav"), one / "0015.wav")
+    assert evaluate_main(["score", "--enhanced", str(one), "--clean", CLEAN, "--out", str(tmp_path / "s")]) == 0
+    text = open(tmp_path / "s" / "summary.json").read()
+    assert "NaN" not in text and json.loads(text)["systems"]["system"]["pesq"]["ci95"] is None
