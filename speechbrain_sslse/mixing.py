@@ -327,13 +327,14 @@ class DynamicMixDataset(torch.utils.data.Dataset):
 
 
 def pair_noises(spec: str) -> dict[str, np.ndarray]:
-    """Noise of sample-aligned pairs in ``CLEAN:NOISY`` folders (same file names): noisy - clean."""
+    """Noise of sample-aligned pairs in ``CLEAN:NOISY`` folders (same paths below each
+    folder, subfolders included): noisy - clean."""
     clean_dir, sep, noisy_dir = spec.rpartition(":")
     if not sep or not os.path.isdir(clean_dir) or not os.path.isdir(noisy_dir):
         raise ValueError(f"noise pairs want CLEAN:NOISY folders, got {spec!r}")
     out = {}
     for noisy_path in list_audio(noisy_dir):
-        name = os.path.basename(noisy_path)
+        name = os.path.relpath(noisy_path, noisy_dir)  # by path, not base name: sub/x.wav pairs with sub/x.wav
         clean_path = os.path.join(clean_dir, name)
         if not os.path.exists(clean_path):
             raise ValueError(f"no clean file for {noisy_path} in {clean_dir}")

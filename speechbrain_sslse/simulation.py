@@ -39,7 +39,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from .audio import SAMPLE_RATE, AudioError, list_audio, write_audio
+from .audio import SAMPLE_RATE, AudioError, list_audio, same_or_inside, write_audio
 from .data_prep import SUBSETS
 from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, mix, pair_noises
 
@@ -74,13 +74,53 @@ def render_stack() -> dict[str, str]:
             "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__}
 
 
+def _noise_name(key: str) -> str:
+    """A noise as the records name it: a recording by its file name, a pair noise by its
+    ``pair:`` key (which keeps its subfolder: ``pair:sub/x.wav``)."""
+    return key if key.startswith("pair:") else os.path.basename(key)
+
+
+def check_render_target(out: str, sources: list[str], settings: dict) -> None:
+    """Refuses (``ValueError``) a missing source folder, an ``out`` inside a source (the
+    next run would read the render as speech or noise) or holding one, and a non-empty
+    ``out`` that is not an earlier render with the same ``settings`` (whose rerun is
+    byte-identical, so it may be rewritten)."""
+    for root in sources:
+        if not os.path.isdir(root):
+            raise ValueError(f"{root}: no such folder")
+        if same_or_inside(out, root) or same_or_inside(root, out):
+            raise ValueError(f"--out {out} overlaps the source folder {root}; render into a folder of its own")
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    record = os.path.join(out, "simulation.json")
+    try:
+        with open(record) as f:
+            earlier = json.load(f).get("settings")
+    except (OSError, ValueError):
+        earlier = None
+    if earlier != settings:
+        what = "a render with other settings" if os.path.exists(record) else "files that are not a render"
+        raise ValueError(f"{out} already holds {what}; its files would mix with the new render's: "
+                         "choose a new --out, or delete it first")
+
+
 def simulate(
     speech_roots: list[str], noise_roots: list[str], out: str, seed: int = 999, test_fraction: float = 0.15,
     noise_test_fraction: float = 0.3, train_mixtures: int = 1, max_seconds: float = 12.0,
     train_noise_pairs: tuple[str, ...] = (), valid_fraction: float = 0.0, noise_valid_fraction: float = 0.0,
 ) -> dict:
     """Renders the splits and writes ``simulation.json``: what each mixture is made of,
-    and the training speech / noise lists that dynamic mixing draws from."""
+    and the training speech / noise lists that dynamic mixing draws from. ``ValueError``
+    before anything is written for a missing source folder, an ``out`` that overlaps a
+    source folder, or an ``out`` that holds anything but a render with the same settings
+    (a rerun with other settings would leave the earlier render's files beside the new
+    ones, and training would read them)."""
+    settings = {"speech": [os.path.abspath(r) for r in speech_roots], "noise": [os.path.abspath(r) for r in noise_roots],
+                "seed": seed, "test_fraction": test_fraction, "noise_test_fraction": noise_test_fraction,
+                "train_mixtures": train_mixtures, "max_seconds": max_seconds,
+                "train_noise_pairs": [os.path.abspath(x) for spec in train_noise_pairs for x in spec.rsplit(":", 1)],
+                "valid_fraction": valid_fraction, "noise_valid_fraction": noise_valid_fraction}
+    check_render_target(out, [*speech_roots, *noise_roots], settings)
     split_rng = random.Random(seed)
     by_speaker: dict[str, list[str]] = {}
     for root in speech_roots:
@@ -128,16 +168,17 @@ def simulate(
                 write_audio(target, wav.astype(np.float32), subtype="PCM_16")
                 with open(target, "rb") as f:
                     digest.update(f.read())
-            summary[subset].append({"id": uid, "speaker": spk, "speech": path, "noise": os.path.basename(noise_path), "snr_db": snr})
+            summary[subset].append({"id": uid, "speaker": spk, "speech": path, "noise": _noise_name(noise_path), "snr_db": snr})
         summary[f"{subset}_digest"] = digest.hexdigest()
     for subset, noise_set in (("train", train_noise + pair_names), ("valid", valid_noise), ("test", test_noise)):
-        summary[f"{subset}_noises"] = [os.path.basename(p) for p in noise_set]
+        summary[f"{subset}_noises"] = [_noise_name(p) for p in noise_set]
     # what dynamic mixing may draw from: training speakers' files and training noises only
     summary["train_speech"] = [os.path.abspath(p) for s in train_spk for p in sorted(by_speaker[s])]
     summary["train_noise_files"] = [os.path.abspath(p) for p in train_noise]
     summary["train_noise_pairs"] = [":".join(os.path.abspath(x) for x in spec.rsplit(":", 1)) for spec in train_noise_pairs]
     summary["valid_speakers"], summary["test_speakers"] = valid_spk, test_spk
     summary["stack"] = render_stack()
+    summary["settings"] = settings
     with open(os.path.join(out, "simulation.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary

@@ -87,3 +87,41 @@ def test_a_render_is_byte_identical_when_repeated(sources, tmp_path):
         assert runs[0][f"{subset}_digest"] == runs[1][f"{subset}_digest"]
     assert runs[0]["train_digest"] != runs[0]["test_digest"]
     assert set(json.load(open(tmp_path / "a" / "simulation.json"))["stack"]) >= {"libsndfile", "soxr", "numpy"}
+
+
+def test_a_render_target_never_mixes_with_other_files(sources, tmp_path):
+    """A rerun with other settings into the same --out would leave the earlier render's
+    files (other speakers, other splits) where training reads them: refused, like an --out
+    overlapping a source folder or a missing source. The same rerun is allowed."""
+    speech, noise = sources[0], sources[1]
+    out = tmp_path / "set"
+    simulate([speech], [noise], str(out), test_fraction=0.25, noise_test_fraction=0.25)
+    before = {p: open(p, "rb").read() for p in glob.glob(str(out / "**" / "*"), recursive=True) if os.path.isfile(p)}
+    with pytest.raises(ValueError, match="other settings"):
+        simulate([speech], [noise], str(out), test_fraction=0.5, noise_test_fraction=0.25)
+    assert {p: open(p, "rb").read() for p in before} == before  # nothing touched
+    again = simulate([speech], [noise], str(out), test_fraction=0.25, noise_test_fraction=0.25)
+    assert {p: open(p, "rb").read() for p in before} == before and again["test"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="not a render"):
+        simulate([speech], [noise], str(tmp_path / "mine"))
+    with pytest.raises(ValueError, match="overlaps the source folder"):
+        simulate([speech], [noise], os.path.join(speech, "sim"))
+    with pytest.raises(ValueError, match="no such folder"):
+        simulate([speech, str(tmp_path / "no_such")], [noise], str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists() and not os.path.exists(os.path.join(speech, "sim"))
+
+
+def test_pair_noise_in_subfolders_pairs_by_path(tmp_path):
+    """sub/x.wav pairs with sub/x.wav, never with a top-level x.wav of another recording."""
+    names = sorted(os.listdir(TRAIN_NOISY))[:2]
+    for side, folder in (("clean", TRAIN_CLEAN), ("noisy", TRAIN_NOISY)):
+        (tmp_path / side / "sub").mkdir(parents=True)
+        shutil.copy(os.path.join(folder, names[0]), tmp_path / side / "x.wav")
+        shutil.copy(os.path.join(folder, names[1]), tmp_path / side / "sub" / "x.wav")
+    got = pair_noises(f"{tmp_path / 'clean'}:{tmp_path / 'noisy'}")
+    assert sorted(got) == ["pair:sub/x.wav", "pair:x.wav"]
+    for key, name in (("pair:x.wav", names[0]), ("pair:sub/x.wav", names[1])):
+        want = pair_noises(f"{TRAIN_CLEAN}:{TRAIN_NOISY}")[f"pair:{name}"]
+        assert np.array_equal(got[key], want)

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from speechbrain_sslse import simulation
+from speechbrain_sslse.audio import AudioError
 from speechbrain_sslse.simulation import simulate
 
 
@@ -31,9 +32,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --valid_fraction: share of training noises held out for validation")
     ap.add_argument("--max_seconds", type=float, default=12.0, help="truncate longer utterances")
     args = ap.parse_args(argv)
-    s = simulate(args.speech, args.noise, args.out, args.seed, args.test_fraction, args.noise_test_fraction,
-                 args.train_mixtures, args.max_seconds, tuple(args.train_noise_pairs),
-                 args.valid_fraction, args.noise_valid_fraction)
+    try:
+        s = simulate(args.speech, args.noise, args.out, args.seed, args.test_fraction, args.noise_test_fraction,
+                     args.train_mixtures, args.max_seconds, tuple(args.train_noise_pairs),
+                     args.valid_fraction, args.noise_valid_fraction)
+    except (ValueError, AudioError) as err:  # one line, before or instead of a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"train {len(s['train'])} pairs, valid {len(s['valid'])}, test {len(s['test'])} pairs -> {args.out}")
     for subset in ("train", "valid", "test"):
         print(f"{subset} noises: {s[f'{subset}_noises']}")
