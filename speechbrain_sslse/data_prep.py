@@ -102,7 +102,8 @@ def _to_16k(path: str, out_folder: str, uid: str) -> tuple[str, int]:
     if rate == SAMPLE_RATE:
         return os.path.abspath(path), wav.shape[1]
     target = os.path.join(out_folder, uid + ".wav")
-    if not os.path.exists(target):
+    # a copy older than its source (the source was replaced since) is made again, as make would
+    if not os.path.exists(target) or os.stat(target).st_mtime_ns < os.stat(path).st_mtime_ns:
         write_audio(target, resample(wav, rate)[0])
     return os.path.abspath(target), sf.info(target).frames
 
@@ -165,6 +166,38 @@ def split_valid(train: dict[str, dict], valid_split: str, valid_ratio: float, se
     return rest, {u: train[u] for u in sorted(valid_ids)}
 
 
+#: The keys of ``prep.json`` that say which data the manifests list (the rest: the split).
+SOURCE_KEYS = ("data_folder", "train_pairs", "test_pairs")
+
+
+def data_source(data_folder: str, test_pairs: str | None = None) -> dict:
+    """Which data manifests are made of, as ``prep.json`` records it (absolute paths)."""
+    own, test_folders = pair_spec(str(data_folder)), pair_spec(test_pairs)
+    return {"data_folder": None if own else os.path.abspath(data_folder),
+            "train_pairs": [os.path.abspath(d) for d in own] if own else None,
+            "test_pairs": [os.path.abspath(d) for d in test_folders] if test_folders else None}
+
+
+def check_same_source(save_folder: str, data_folder: str, test_pairs: str | None = None) -> None:
+    """Refuses (``PrepError``) a ``save_folder`` whose manifests list other data than asked:
+    a rerun would train and test on the old data while its records named the new. Folders
+    prepared before the data folder was recorded are not checked."""
+    record = os.path.join(save_folder, "prep.json")
+    try:
+        with open(record, encoding="utf-8") as f:
+            used = json.load(f)
+    except (OSError, ValueError):
+        return
+    if "data_folder" not in used:
+        return
+    asked = data_source(data_folder, test_pairs)
+    changed = [k for k in SOURCE_KEYS if used.get(k) != asked[k]]
+    if changed:
+        diffs = ", ".join(f"{k}: {used.get(k)} -> {asked[k]}" for k in changed)
+        raise PrepError(f"{save_folder} holds manifests of other data ({diffs}); choose another output folder, "
+                        "or delete its train/valid/test.json and prep.json to prepare the new data there")
+
+
 def prepare_vctk(
     data_folder: str,
     save_folder: str,
@@ -186,13 +219,11 @@ def prepare_vctk(
         split = {"valid_split": valid_split}
     own = pair_spec(str(data_folder))  # your own training pairs
     test_folders = pair_spec(test_pairs)
-    if own or test_folders:  # recorded only then: older prep.json files stay comparable
-        split.update(train_pairs=[os.path.abspath(d) for d in own] if own else None,
-                     test_pairs=[os.path.abspath(d) for d in test_folders] if test_folders else None)
     if skip_prep or all(os.path.exists(p) for p in paths.values()):
         if not skip_prep and os.path.exists(record):
+            check_same_source(save_folder, data_folder, test_pairs)
             with open(record, encoding="utf-8") as f:
-                used = json.load(f)
+                used = {k: v for k, v in json.load(f).items() if k not in SOURCE_KEYS}
             if used != split:
                 logger.warning("%s: keeping the manifests already there, made with %s (asked: %s); "
                                "delete them to re-split", save_folder, used, split)
@@ -226,6 +257,6 @@ def prepare_vctk(
     for name, entries in sets.items():
         write_text_atomic(paths[name], json.dumps(entries, indent=2))
         logger.info("%s: %d utterances -> %s", name, len(entries), paths[name])
-    write_text_atomic(record, json.dumps(split))
+    write_text_atomic(record, json.dumps({**split, **data_source(data_folder, test_pairs)}))
     logger.info("validation split: %s", split)
     return paths

@@ -3,11 +3,13 @@ import glob
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import MINI_SET, ROOT
+from conftest import MINI_SET, RECIPE_ENV, ROOT, TRAIN
 
 from speechbrain_sslse.data_prep import PrepError, prepare_vctk
 from speechbrain_sslse.errors import ConfigError
@@ -107,6 +109,44 @@ def test_prepare_reports_unpaired_and_misaligned_files(tmp_path):
         prepare_vctk(str(root2), str(tmp_path / "o2"))
     with pytest.raises(PrepError, match="missing folder"):
         prepare_vctk(str(tmp_path), str(tmp_path / "o3"))
+
+
+def test_a_folder_prepared_from_other_data_is_refused(tmp_path):
+    """Manifests of data A in the output folder, data B asked: refused by prepare_vctk and
+    by the recipe before its folder changes (a rerun would train on A while its
+    hyperparams.yaml named B); the same data again is fine."""
+    a = _copy_mini(tmp_path / "a")
+    b = _copy_mini(tmp_path / "b")
+    out = tmp_path / "run"
+    prepare_vctk(str(a), str(out))
+    prepare_vctk(str(a), str(out))
+    with pytest.raises(PrepError, match="holds manifests of other data"):
+        prepare_vctk(str(b), str(out))
+    with pytest.raises(PrepError, match="holds manifests of other data"):
+        prepare_vctk(f"{a}/clean_trainset_28spk_wav:{a}/noisy_trainset_28spk_wav", str(out))
+    run = subprocess.run([sys.executable, TRAIN, os.path.join(ROOT, "hparams", "smoke.yaml"), f"--output_folder={out}",
+                          f"--data_folder={b}", "--num_workers=0"], capture_output=True, text=True, env=RECIPE_ENV)
+    assert run.returncode == 2 and "holds manifests of other data" in run.stderr, run.stderr[-2000:]
+    assert not (out / "hyperparams.yaml").exists()
+
+
+def test_a_resampled_copy_follows_its_source(tmp_path):
+    """A 48 kHz source replaced after preparation gets a new 16 kHz copy on the next
+    preparation, never the stale one."""
+    root = _copy_mini(tmp_path)
+    for path in glob.glob(str(root / "*" / "*.wav")):
+        x, sr = sf.read(path)
+        sf.write(path, np.repeat(x, 3), 48000)
+    paths = prepare_vctk(str(root), str(tmp_path / "out"))
+    entry = json.load(open(paths["train"]))["p287_001"]
+    old = sf.read(entry["noisy_wav"])[0]
+    x, _ = sf.read(root / "noisy_trainset_28spk_wav" / "p287_001.wav")
+    sf.write(root / "noisy_trainset_28spk_wav" / "p287_001.wav", 0.5 * x, 48000)
+    for name in ("train", "valid", "test"):
+        os.remove(paths[name])
+    paths = prepare_vctk(str(root), str(tmp_path / "out"))
+    new = sf.read(json.load(open(paths["train"]))["p287_001"]["noisy_wav"])[0]
+    assert np.allclose(new, 0.5 * old, atol=1e-4) and not np.allclose(new, old, atol=1e-3)
 
 
 def test_placeholder_in_a_child_file_must_be_given():

@@ -30,7 +30,7 @@ from speechbrain_sslse.checkpoints import (AVERAGED, CheckpointError, average_la
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.data import random_crop_pair, random_gain, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
-from speechbrain_sslse.data_prep import PrepError, prepare_vctk
+from speechbrain_sslse.data_prep import PrepError, check_same_source, prepare_vctk
 from speechbrain_sslse.mixing import DynamicMixDataset
 
 logger = get_logger(__name__)
@@ -336,6 +336,8 @@ def main(argv: list[str]) -> SSLSEBrain:
     resolved = resolved_yaml(hparams_file, overrides)
     # before anything in the folder changes: a rerun must build the model it resumes
     check_same_model(hparams["output_folder"], resolved)
+    if not hparams["skip_prep"]:  # ... and train on the data it records
+        check_same_source(hparams["output_folder"], hparams["data_folder"], hparams.get("test_pairs"))
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"])
