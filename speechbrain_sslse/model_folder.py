@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from .checkpoints import write_text_atomic
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -214,16 +215,44 @@ def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hpa
     return enhanced
 
 
+def export_target(out_folder: str, model: torch.nn.Module) -> str:
+    """What writing ``model``'s folder into ``out_folder`` would do: "new" (no folder, or an
+    empty one), "same" (a model folder holding exactly these tensors: a re-export) or
+    "other" (a model folder of another model). A training folder (``save/``) or a folder
+    of other files is refused (``ConfigError``): exporting there would replace a training
+    run's ``hyperparams.yaml`` or a user's own ``README.md`` and ``example.wav``."""
+    if os.path.exists(out_folder) and not os.path.isdir(out_folder):
+        raise ConfigError(f"{out_folder}: is a file, not a model folder")
+    entries = sorted(os.listdir(out_folder)) if os.path.isdir(out_folder) else []
+    if not entries:
+        return "new"
+    if os.path.isdir(os.path.join(out_folder, "save")):
+        raise ConfigError(f"{out_folder}: is a training folder (save/ holds its checkpoints); "
+                          "export into a model folder of its own")
+    ckpt = os.path.join(out_folder, "enhancer.ckpt")
+    if not (os.path.isfile(ckpt) and os.path.isfile(os.path.join(out_folder, "hyperparams.yaml"))):
+        raise ConfigError(f"{out_folder}: holds files that are not a model folder ({', '.join(entries[:5])}"
+                          f"{' ...' if len(entries) > 5 else ''}); export into a new or empty folder")
+    model = getattr(model, "module", model)
+    return "same" if _same_state(ckpt, model.checkpoint_state_dict()) else "other"
+
+
 def save_model_folder(model: torch.nn.Module, out_folder: str, card: str | None = None,
                       example: str | None = None, ssl_source: str | None = None,
-                      chunk_seconds: float = 30.0, overlap_seconds: float = 1.0, batch_size: int = 4) -> str:
+                      chunk_seconds: float = 30.0, overlap_seconds: float = 1.0, batch_size: int = 4,
+                      replace: bool = False) -> str:
     """Writes the model folder of an in-memory ``EnhancementModel`` (see the module docstring).
 
     card: ``README.md`` text (None: no card is written, an existing one is kept).
     example: a short noisy audio file to ship as ``example.wav`` with its enhanced version.
     ssl_source: hub id to name for a frozen encoder that was loaded from a local copy.
+    replace: allow replacing another model's folder (``export_target`` "other"); without
+    it that is a ``ConfigError``, so a model is never lost to a mistyped path.
     Other files already in the folder (an ``eval/`` folder, say) are left alone."""
     model = getattr(model, "module", model)  # DDP / DataParallel wrapper
+    if export_target(out_folder, model) == "other" and not replace:
+        raise ConfigError(f"{out_folder} holds another model (its enhancer.ckpt differs); "
+                          "replace it explicitly (export.py --replace) or choose another folder")
     yaml_text = inference_yaml(model, chunk_seconds, overlap_seconds, batch_size, ssl_source)
     os.makedirs(out_folder, exist_ok=True)
     save_checkpoint(model, os.path.join(out_folder, "enhancer.ckpt"))

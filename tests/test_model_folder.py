@@ -18,6 +18,7 @@ from huggingface_hub import ModelCard
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_sslse import EnhanceSSL, EnhancementModel, SSLEncoder
+from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.inference import load_model
 from speechbrain_sslse.model_folder import capture_init, inference_yaml, save_model_folder
 
@@ -206,8 +207,40 @@ def test_re_export_keeps_unchanged_weights_byte_identical(tmp_path):
     assert ckpt.read_bytes() == before and ckpt.stat().st_mtime_ns == mtime
     with torch.no_grad():
         model.masker.out.bias.add_(1.0)
-    save_model_folder(model, str(tmp_path / "m"))
+    with pytest.raises(ConfigError, match="holds another model"):  # never replaced by accident
+        save_model_folder(model, str(tmp_path / "m"))
+    assert ckpt.read_bytes() == before
+    save_model_folder(model, str(tmp_path / "m"), replace=True)
     assert ckpt.read_bytes() != before
+
+
+def test_export_never_overwrites_what_is_not_its_own(exported, tmp_path):
+    """export.py refuses a training folder (even its own recipe folder) and a folder of
+    other files, leaving them byte-identical; another model's folder is replaced only with
+    --replace, without inheriting that model's card sections, and what is left of it is named."""
+    run, plain, _, _ = exported
+    train_copy = tmp_path / "run"
+    shutil.copytree(run, train_copy)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    shutil.copy(os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav"), mine / "example.wav")
+    for target, why in ((train_copy, "is a training folder"), (mine, "not a model folder")):
+        before = {p: open(p, "rb").read() for p in glob.glob(str(target / "**" / "*"), recursive=True) if os.path.isfile(p)}
+        res = subprocess.run([sys.executable, EXPORT, str(run), str(target)], env=ENV, capture_output=True, text=True)
+        assert res.returncode == 2 and why in res.stderr, res.stderr[-2000:]
+        assert {p: open(p, "rb").read() for p in before} == before
+    other = tmp_path / "other"
+    shutil.copytree(SHIPPED[0], other)
+    res = subprocess.run([sys.executable, EXPORT, str(plain), str(other)], env=ENV, capture_output=True, text=True)
+    assert res.returncode == 2 and "holds another model" in res.stderr, res.stderr[-2000:]
+    assert (other / "enhancer.ckpt").read_bytes() == open(os.path.join(SHIPPED[0], "enhancer.ckpt"), "rb").read()
+    old_training = re.search(r"\n## Training data\n(.+?)\n## ", (other / "README.md").read_text(), re.S).group(1).strip()
+    assert len(old_training) > 50
+    res = _run([EXPORT, str(plain), str(other), "--replace", "--example", ""], cwd=tmp_path)
+    assert old_training not in (other / "README.md").read_text()
+    assert (other / "enhancer.ckpt").read_bytes() == (plain / "enhancer.ckpt").read_bytes()
+    assert "still holds eval from the model it replaced" in res.stderr
 
 
 def test_nothing_imports_from_recipes():

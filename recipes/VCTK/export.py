@@ -14,9 +14,12 @@ arguments, ``enhancer.ckpt``, ``layer_weights.json``, ``custom_interface.py`` fo
 (``README.md``: Hub front matter with ``model-index``, install line, usage, results, training
 data, limitations, citations). A frozen hub encoder is named by its hub id, not copied.
 
-Re-exporting into the folder a card came from keeps that card's "Training data" and
-"Limitations" sections unless --training / --limitations are given, an ``enhancer.ckpt``
-holding the same tensors is not rewritten, and other files (``eval/``) stay.
+Re-exporting the same model (an ``enhancer.ckpt`` holding the same tensors, which is not
+rewritten) keeps its card's "Training data" and "Limitations" sections unless --training /
+--limitations are given, and other files (``eval/``) stay. A folder holding another model is
+replaced only with --replace (its card's sections are not carried over; files such as
+``eval/`` are named as left from it); a training folder or a folder of other files is
+refused.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from speechbrain_sslse import __version__
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.evaluation import LABELS, NOISY, markdown_table
 from speechbrain_sslse.inference import load_model
-from speechbrain_sslse.model_folder import EXAMPLE, EXAMPLE_ENHANCED, save_model_folder
+from speechbrain_sslse.model_folder import EXAMPLE, EXAMPLE_ENHANCED, FILES, export_target, save_model_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_EXAMPLE = os.path.join(ROOT, "tests", "samples", "mini_vbd", "noisy_testset_wav", "0398.wav")
@@ -357,17 +360,24 @@ def model_card(enhancer, name: str, summaries: dict[str, dict], training: str, l
 def export(recipe_folder: str, out_folder: str, name: str | None = None, summaries: dict[str, str] | None = None,
            training: str = "", limitations: str = "", ssl_source: str | None = None,
            datasets: list[str] | None = None, hub_id: str | None = None, code_url: str | None = None,
-           example: str | None = DEFAULT_EXAMPLE, example_note: str | None = None, license: str = "apache-2.0") -> str:
+           example: str | None = DEFAULT_EXAMPLE, example_note: str | None = None, license: str = "apache-2.0",
+           replace: bool = False) -> str:
     """Loads ``recipe_folder`` (a trained recipe folder, or a model folder) and writes
-    ``out_folder`` with its card; returns ``out_folder``."""
+    ``out_folder`` with its card; returns ``out_folder``. ``replace``: ``out_folder`` may
+    hold another model, which is replaced (``model_folder.export_target``)."""
     name = name or os.path.basename(os.path.normpath(out_folder))
     loaded = {label: read_summary(path) for label, path in (summaries or {}).items()}
     interface = load_model(recipe_folder, ssl_source=ssl_source)
     enhancer = interface.mods.enhancer
     settings = recipe_settings(recipe_folder)
     hub_ssl = settings.get("ssl_source") if ssl_source else None  # what the recipe named, not the local copy
+    target = export_target(out_folder, enhancer)
+    if target == "other" and not replace:
+        raise ConfigError(f"{out_folder} holds another model (its enhancer.ckpt differs); pass --replace to "
+                          "replace it, with --training / --limitations for the new model's card")
     old_card = os.path.join(out_folder, "README.md")
-    kept = card_sections(open(old_card, encoding="utf-8").read()) if os.path.isfile(old_card) else {}
+    # only a re-export of the same model keeps its card's sections: another model's would be wrong
+    kept = card_sections(open(old_card, encoding="utf-8").read()) if target == "same" and os.path.isfile(old_card) else {}
     training = training or kept.get("Training data") or default_training(settings)
     limitations = limitations or kept.get("Limitations") or default_limitations(enhancer, bool(loaded))
     if example and not example_note:
@@ -376,9 +386,15 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
     overlap = float(getattr(interface.hparams, "overlap_seconds", 1.0))
     card = model_card(enhancer, name, loaded, training, limitations, license, datasets, hub_id, code_url,
                       example_note if example else None, chunk, overlap)
-    return save_model_folder(enhancer, out_folder, card=card, example=example or None,
-                             ssl_source=hub_ssl if isinstance(hub_ssl, str) else None, chunk_seconds=chunk,
-                             overlap_seconds=overlap, batch_size=int(getattr(interface.hparams, "batch_size", 4)))
+    save_model_folder(enhancer, out_folder, card=card, example=example or None,
+                      ssl_source=hub_ssl if isinstance(hub_ssl, str) else None, chunk_seconds=chunk,
+                      overlap_seconds=overlap, batch_size=int(getattr(interface.hparams, "batch_size", 4)),
+                      replace=replace)
+    if target == "other":
+        left = sorted(set(os.listdir(out_folder)) - {*FILES, EXAMPLE, EXAMPLE_ENHANCED, "README.md"})
+        if left:
+            print(f"note: {out_folder} still holds {', '.join(left)} from the model it replaced", file=sys.stderr)
+    return out_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--example_note", help="what the example file is, for the card")
     ap.add_argument("--license", default="apache-2.0")
     ap.add_argument("--ssl_source", help="local folder for a hub encoder when offline (the card keeps the hub id)")
+    ap.add_argument("--replace", action="store_true",
+                    help="out_folder holds another model: replace it (its card's sections are not carried over)")
     args = ap.parse_args(argv)
     bad = [s for s in args.summary if "=" not in s]
     if bad:
@@ -410,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         out = export(args.recipe_folder, args.out_folder, args.name, dict(s.split("=", 1) for s in args.summary),
                      text(args.training), text(args.limitations), ssl_source=args.ssl_source, datasets=args.dataset,
                      hub_id=args.hub_id, code_url=args.code_url, example=args.example,
-                     example_note=args.example_note, license=args.license)
+                     example_note=args.example_note, license=args.license, replace=args.replace)
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
