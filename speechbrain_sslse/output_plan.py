@@ -78,11 +78,12 @@ def expand_inputs(
     return found, problems
 
 
-def check_jobs(jobs: Sequence[tuple[str, str]]) -> None:
+def check_jobs(jobs: Sequence[tuple[str, str]], protected: Sequence[str] = ()) -> None:
     """Refuses (``PlanError``, one line naming the files) a set of (input, output) jobs in
-    which an output would replace any input of the run or two inputs share an output."""
+    which an output would replace any input of the run, or any ``protected`` file (the
+    clean references of an evaluation, say), or two inputs share an output."""
     inputs = {}
-    for src, _ in jobs:
+    for src in [s for s, _ in jobs] + list(protected):
         inputs.setdefault(_real(src), src)
     seen: dict[str, str] = {}
     for src, dst in jobs:

@@ -161,3 +161,17 @@ def test_no_usable_reference_is_one_error_and_json_is_strict(tmp_path, capsys):
     assert evaluate_main(["score", "--enhanced", str(one), "--clean", CLEAN, "--out", str(tmp_path / "s")]) == 0
     text = open(tmp_path / "s" / "summary.json").read()
     assert "NaN" not in text and json.loads(text)["systems"]["system"]["pesq"]["ci95"] is None
+
+
+def test_enhance_mode_never_overwrites_the_references(tmp_path, capsys):
+    """References that sit where the enhanced files would go (<out>/enhanced/<id>.wav) are
+    inputs too: refused before anything is written, never scored against themselves."""
+    refs, noisy = tmp_path / "out" / "enhanced", tmp_path / "noisy"
+    shutil.copytree(CLEAN, refs)
+    shutil.copytree(NOISY, noisy)
+    before = {p: open(os.path.join(refs, p), "rb").read() for p in os.listdir(refs)}
+    code = evaluate_main(["enhance", "--model", os.path.join(ROOT, "pretrained", "sslse-log1p-sim"),
+                          "--manifest", f"{refs}:{noisy}", "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "would overwrite the input" in err and err.count("\n") == 1, err
+    assert {p: open(os.path.join(refs, p), "rb").read() for p in os.listdir(refs)} == before

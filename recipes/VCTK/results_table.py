@@ -54,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
     readme_path = os.path.join(args.root, "README.md")
-    readme = open(readme_path, encoding="utf-8").read()
+    try:
+        readme = open(readme_path, encoding="utf-8").read()
+    except OSError as err:
+        print(f"error: {readme_path}: {err.strerror}", file=sys.stderr)
+        return 2
+    if readme.count(START) != 1 or readme.count(END) != 1:
+        print(f"error: {readme_path} needs one {START} and one {END} line around the results", file=sys.stderr)
+        return 2
     head, rest = readme.split(START)
     tail = rest.split(END)[1]
     with open(readme_path, "w", encoding="utf-8") as f:

@@ -24,7 +24,7 @@ from speechbrain.utils.parameter_transfer import Pretrainer
 
 from speechbrain_sslse import metrics
 from speechbrain_sslse.plots import plot_training_curves, plot_weight_history
-from speechbrain_sslse.audio import write_audio
+from speechbrain_sslse.audio import AudioError, write_audio
 from speechbrain_sslse.checkpoints import (AVERAGED, CheckpointError, average_last_epochs, best_checkpoint,
                                           check_checkpoints, keep_best, write_text_atomic)
 from speechbrain_sslse.errors import ConfigError
@@ -152,6 +152,15 @@ class SSLSEBrain(sb.Brain):
                 self.checkpointer.add_recoverable(f"{name}_optimizer", opt)
 
 
+def _mixing_or_config_error(build, *args, **kwargs):
+    """A dynamic-mixing set that cannot be built (a noise that is silent, pairs that do not
+    pair) is one error line, like any other setting that cannot train."""
+    try:
+        return build(*args, **kwargs)
+    except (ValueError, AudioError) as err:
+        raise ConfigError(str(err)) from None
+
+
 def check_training_settings(hparams: dict) -> None:
     """One-line errors for settings that cannot train (before any folder is touched)."""
     for key, least in (("batch_size", 1), ("crop_samples", 1), ("dm_items_per_epoch", 1), ("number_of_epochs", 0)):
@@ -176,6 +185,10 @@ def check_training_settings(hparams: dict) -> None:
     low, high = hparams["gain_range"]
     if not 0 < low <= high:
         raise ConfigError(f"gain_range must be [low, high] with 0 < low <= high, got {hparams['gain_range']}")
+    record = os.path.join(str(hparams.get("data_folder")), "simulation.json")
+    if hparams.get("dynamic_mixing") and not os.path.isfile(record):
+        raise ConfigError(f"dynamic mixing draws its training speech and noise from a set rendered by "
+                          f"simulate_vbd.py, but {record} does not exist (README: 'Dynamic mixing')")
 
 
 #: Settings that decide the model's shape or what its weights mean: a folder trained with
@@ -306,7 +319,7 @@ def dataio_prep(hparams: dict) -> dict:
         # real pairs whose noise (noisy - clean) joins the training noises; null: those the
         # rendered set names in its simulation.json (simulate_vbd.py --train_noise_pairs)
         pairs = {} if hparams.get("dm_noise_pairs") is None else {"noise_pairs": list(hparams["dm_noise_pairs"])}
-        datasets["train"] = DynamicMixDataset.from_simulation(
+        datasets["train"] = _mixing_or_config_error(DynamicMixDataset.from_simulation,
             os.path.join(hparams["data_folder"], "simulation.json"), items_per_epoch=hparams["dm_items_per_epoch"],
             crop=crop, snrs=hparams["dm_snrs"], snr_range=hparams["dm_snr_range"], gain_range=(low, high),
             babble_tracks=hparams["dm_babble_tracks"], ssn_tracks=hparams["dm_ssn_tracks"],
