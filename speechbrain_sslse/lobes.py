@@ -134,7 +134,25 @@ class SSLEncoder(nn.Module):
             self.model.requires_grad_(False)
         elif mode == "partial":
             self.model.feature_extractor.requires_grad_(False)
+        for module in self._feeding_nothing():
+            module.requires_grad_(False)
         self.model.train(False)
+
+    def _feeding_nothing(self) -> list[nn.Module]:
+        """Parts of the encoder whose output never reaches what this encoder returns, so
+        they can get no gradient: left trainable, they would sit in the SSL optimiser and
+        make DistributedDataParallel stop ("parameters that did not receive grad"). The CNN
+        when its gradient factor is 0; with a weighted sum, the layers above the highest
+        one summed and a stable-layer-norm (Large) encoder's final LayerNorm, which only
+        feeds ``last_hidden_state``."""
+        unused: list[nn.Module] = []
+        if self.feature_grad_mult == 0:
+            unused.append(self.model.feature_extractor)
+        if self.output == "weighted_sum":
+            unused += list(self.model.encoder.layers[max(self.layer_ids):])  # state k is the output of layer k - 1
+            if getattr(self.model.config, "do_stable_layer_norm", False):
+                unused.append(self.model.encoder.layer_norm)
+        return unused
 
     # -- modes -------------------------------------------------------------
     def train(self, mode: bool = True) -> "SSLEncoder":

@@ -37,6 +37,28 @@ def test_gradients_per_mode(mode):
     assert groups == trainable
 
 
+@pytest.mark.parametrize("extra,enc_kwargs,idle", [
+    ({"do_stable_layer_norm": True, "feat_extract_norm": "layer"}, {"mode": "partial"}, ["encoder.layer_norm."]),
+    ({}, {"mode": "entire", "feature_grad_mult": 0}, ["feature_extractor."]),
+    ({}, {"mode": "entire", "layers": [0, 1]}, ["encoder.layers.1.", "encoder.layers.2."]),
+    ({"do_stable_layer_norm": True, "feat_extract_norm": "layer"}, {"mode": "entire", "output": "last"}, []),
+])
+def test_every_trainable_parameter_gets_a_gradient(extra, enc_kwargs, idle):
+    """What DistributedDataParallel needs: a Large encoder's final LayerNorm (weighted sum),
+    a CNN with gradient factor 0 and layers above the highest one summed feed nothing, so
+    they are frozen; every parameter left trainable gets a gradient."""
+    enh = EnhancementModel(SSLEncoder(config=tiny_config(**extra), **enc_kwargs), input="cross")
+    enh.train()
+    enh(torch.randn(2, 8000)).enhanced.mean().backward()
+    frozen = {n for n, p in enh.ssl.model.named_parameters() if not p.requires_grad and "masked_spec_embed" not in n}
+    expected = {n for n, _ in enh.ssl.model.named_parameters() if any(n.startswith(i) for i in idle)}
+    if enc_kwargs["mode"] == "partial":
+        expected |= {n for n, _ in enh.ssl.model.named_parameters() if n.startswith("feature_extractor.")}
+    assert frozen == expected
+    no_grad = [n for n, p in enh.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, no_grad
+
+
 def test_frozen_encoder_stays_in_eval_mode():
     enc = SSLEncoder(config=tiny_config(), mode="frozen")
     enh = EnhancementModel(enc)
