@@ -102,11 +102,19 @@ def load_encoder(source: str, layers: str = "auto") -> tuple[SSLEncoder, np.ndar
 def read_layer_weights(path: str) -> np.ndarray:
     """Learned weighted-sum weights from an exported folder (layer_weights.json), a recipe
     folder (best checkpoint), or a JSON file with a ``weights`` list."""
-    if os.path.isfile(path):
-        return np.array(json.load(open(path))["weights"])
     exported = os.path.join(path, "layer_weights.json")
     if os.path.isfile(exported) and not os.path.isdir(os.path.join(path, "save")):
-        return np.array(json.load(open(exported))["weights"])
+        path = exported
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                weights = np.array(json.load(f)["weights"], dtype=float)
+            if weights.ndim != 1 or not len(weights):
+                raise ValueError("not a list")
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise ValueError(f"{path}: expected JSON with a non-empty \"weights\" list of numbers "
+                             "(layer_weights.json of an exported model)") from None
+        return weights
     _, weights, _ = load_encoder(path)
     if weights is None:
         raise ValueError(f"{path}: no learned layer weights (last-layer or log1p-only model)")
@@ -131,26 +139,32 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
             compare: str | None = None) -> dict:
     """Runs the analysis for ``source`` (and ``compare``, e.g. the pre-fine-tuning encoder);
     writes cn_distance_<label>.csv, summary.json, fig2_<label>.png (+ fig3_compare.png)."""
-    os.makedirs(out_dir, exist_ok=True)
+    if drop_last < 0:
+        raise ValueError(f"drop_last must be >= 0, got {drop_last}")
     pairs = sample_pairs(manifest, n_pairs, seed)
     results, summary = {}, {"pairs": len(pairs), "manifest": manifest, "seed": seed,
                             "normalisation": "per-channel mean/std over the pair's clean+noisy frames (pooled)",
                             "drop_last": drop_last, "sources": {}}
-    if drop_last < 0:
-        raise ValueError(f"drop_last must be >= 0, got {drop_last}")
+    loaded = {}  # every check before the heavy work and before the folder changes
     for src in [source] + ([compare] if compare else []):
         encoder, weights, label = load_encoder(src)
-        if label in results:  # its files would overwrite the first source's
+        if label in loaded:  # its files would overwrite the first source's
             raise ValueError(f"--source and --compare have the same label {label!r} ({source}, {compare}); "
                              "copy or rename one folder")
         if drop_last >= len(encoder.layer_ids):
             raise ValueError(f"drop_last={drop_last} leaves no layer of {len(encoder.layer_ids)}")
         if src == source and weights_from:
             weights = read_layer_weights(weights_from)
+        if weights is not None and len(weights) != len(encoder.layer_ids):
+            raise ValueError(f"{label}: {len(weights)} weights for {len(encoder.layer_ids)} layers")
+        loaded[label] = (src, encoder, weights)
+    replaced = clear_earlier_analysis(out_dir)
+    if replaced:
+        print(f"{out_dir}: replaced an earlier analysis ({', '.join(replaced)})")
+    os.makedirs(out_dir, exist_ok=True)
+    for label, (src, encoder, weights) in loaded.items():
         dist = cn_distances(encoder, pairs, batch_size, device)
         layer_ids = list(encoder.layer_ids)
-        if weights is not None and len(weights) != len(layer_ids):
-            raise ValueError(f"{label}: {len(weights)} weights for {len(layer_ids)} layers")
         if drop_last:
             layer_ids, dist = layer_ids[:-drop_last], dist[:, :-drop_last]
             weights = None if weights is None else weights[:-drop_last]
@@ -159,13 +173,42 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
         entry = {"source": src, "layers": layer_ids, "mean": dist.mean(0).tolist(), "std": dist.std(0).tolist(),
                  "mean_minmax": minmax(dist.mean(0)).tolist(),
                  "weights": None if weights is None else [float(w) for w in weights],
-                 "pearson_weights_vs_cn": None if weights is None else pearson(weights, dist.mean(0))}
+                 "pearson_weights_vs_cn": None if weights is None else _finite(pearson(weights, dist.mean(0)))}
         summary["sources"][label] = entry
         results[label] = (layer_ids, dist, weights)
     if compare:
         ids = next(iter(results.values()))[0]
         if all(r[0] == ids for r in results.values()):
-            plot_fig3(os.path.join(out_dir, "fig3_compare.png"), ids, {k: (v[1], v[2]) for k, v in results.items()})
+            plot_fig3(os.path.join(out_dir, FIG3), ids, {k: (v[1], v[2]) for k, v in results.items()})
+        else:  # layer k of encoders of different depths is not the same point: no figure, said so
+            summary["fig3"] = ("not drawn: the sources have different layers ("
+                               + "; ".join(f"{k}: {v[0]}" for k, v in results.items()) + ")")
+            print(f"no {FIG3}: {summary['fig3'][len('not drawn: '):]}")
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
+
+
+FIG3 = "fig3_compare.png"
+
+
+def _finite(value: float) -> float | None:
+    """None for NaN (a flat weight or distance curve has no correlation): JSON has no NaN."""
+    return value if np.isfinite(value) else None
+
+
+def clear_earlier_analysis(out_dir: str) -> list[str]:
+    """Removes the files an earlier analysis wrote into ``out_dir`` (named by its
+    summary.json), so none of them is left beside a new summary that does not list it;
+    returns their names. Other files in the folder are not touched."""
+    record = os.path.join(out_dir, "summary.json")
+    try:
+        with open(record, encoding="utf-8") as f:
+            labels = list(json.load(f)["sources"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    names = [f"cn_distance_{k}.csv" for k in labels] + [f"fig2_{k}.png" for k in labels] + [FIG3, "summary.json"]
+    gone = [n for n in names if os.path.isfile(os.path.join(out_dir, n))]
+    for name in gone:
+        os.remove(os.path.join(out_dir, name))
+    return gone

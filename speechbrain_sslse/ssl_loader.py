@@ -137,9 +137,15 @@ def load_ssl_model(
     if random_init:
         return model_cls(cfg)
     local = _is_local(source)
-    return model_cls.from_pretrained(
-        os.path.expanduser(source) if local else source,
-        config=cfg,
-        local_files_only=local,
-        cache_dir=None if local else cache_dir,
-    )
+    try:
+        return model_cls.from_pretrained(
+            os.path.expanduser(source) if local else source,
+            config=cfg,
+            local_files_only=local,
+            cache_dir=None if local else cache_dir,
+        )
+    except OSError as err:  # a folder with config.json but no weights, an interrupted download
+        where = "folder" if local else "hub id"
+        raise SSLSourceError(f"SSL {where} {source!r}: its weights could not be loaded ({str(err).splitlines()[0]}); "
+                             "expected a transformers save_pretrained folder with model.safetensors "
+                             "or pytorch_model.bin") from None

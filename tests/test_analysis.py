@@ -85,3 +85,37 @@ def test_batched_distances_equal_one_pair_at_a_time(tmp_path):
     one = cn_distances(enc, pairs, batch_size=1, progress=False)
     batched = cn_distances(enc, pairs, batch_size=3, progress=False)
     np.testing.assert_allclose(one, batched, rtol=1e-4)
+
+
+def test_analysis_outputs_are_consistent_and_strict(tmp_path, capsys):
+    """Checks come before anything is written (a label clash, bad --weights-from JSON);
+    a rerun into the same folder leaves none of the earlier run's files behind; sources
+    with different layers say why there is no Fig. 3; a flat curve's Pearson is null."""
+    cfg = tmp_path / "tiny_wavlm.json"
+    cfg.write_text(json.dumps(tiny_config()))
+    deep = tmp_path / "deeper.json"
+    deep.write_text(json.dumps(tiny_config(num_hidden_layers=4)))
+    out = tmp_path / "out"
+    manifest = _manifest(tmp_path)
+    clash = tmp_path / "other"
+    clash.mkdir()
+    (clash / "tiny_wavlm.json").write_text(json.dumps(tiny_config()))
+    with pytest.raises(ValueError, match="same label"):
+        analyze(str(cfg), manifest, str(out), n_pairs=2, compare=str(clash / "tiny_wavlm.json"))
+    for bad in ({"w": [1]}, [0.25, 0.25, 0.25, 0.25], {"weights": "x"}):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match="weights"):
+            analyze(str(cfg), manifest, str(out), n_pairs=2, weights_from=str(tmp_path / "bad.json"))
+    assert not out.exists()
+    other = tmp_path / "tiny_wavlm_before.json"
+    other.write_text(json.dumps(tiny_config()))
+    analyze(str(cfg), manifest, str(out), n_pairs=2, compare=str(other))
+    assert (out / "fig3_compare.png").exists()
+    s = analyze(str(deep), manifest, str(out), n_pairs=2, compare=str(cfg))
+    assert "different layers" in s["fig3"] and "different layers" in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == sorted(["summary.json", "cn_distance_deeper.csv", "cn_distance_tiny_wavlm.csv",
+                                              "fig2_deeper.png", "fig2_tiny_wavlm.png"])
+    (tmp_path / "flat.json").write_text(json.dumps({"weights": [0.25] * 4}))
+    s = analyze(str(cfg), manifest, str(out), n_pairs=2, weights_from=str(tmp_path / "flat.json"))
+    text = open(out / "summary.json").read()
+    assert s["sources"]["tiny_wavlm"]["pearson_weights_vs_cn"] is None and "NaN" not in text

@@ -129,6 +129,11 @@ def test_source_errors_are_clear(tmp_path):
         load_ssl_model(str(tmp_path / "missing"))
     with pytest.raises(SSLSourceError, match="no config.json"):
         load_ssl_model(str(tmp_path))
+    only_config = tmp_path / "only_config"
+    only_config.mkdir()
+    TYPES["wavlm"][0](**tiny_config()).save_pretrained(only_config)  # config.json, no weights
+    with pytest.raises(SSLSourceError, match="weights could not be loaded"):
+        load_ssl_model(str(only_config))
     with pytest.raises(SSLSourceError, match="Unknown SSL model_type"):
         load_ssl_model(config={"model_type": "whisper"})
     with pytest.raises(ValueError, match="Unknown SSL mode"):
