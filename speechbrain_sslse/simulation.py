@@ -74,10 +74,15 @@ def render_stack() -> dict[str, str]:
             "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__}
 
 
-def _noise_name(key: str) -> str:
-    """A noise as the records name it: a recording by its file name, a pair noise by its
-    ``pair:`` key (which keeps its subfolder: ``pair:sub/x.wav``)."""
-    return key if key.startswith("pair:") else os.path.basename(key)
+def noise_labels(noise_roots: list[str]) -> dict[str, str]:
+    """How the records name each noise recording: its file name, or, where two recordings
+    share one (``a/noise1.wav``, ``b/noise1.wav``), its path below the noise folders, so
+    that disjoint splits never look like a leak. Pair noises keep their ``pair:`` keys."""
+    paths = [(root, p) for root in noise_roots for p in list_audio(root)]
+    names = [os.path.basename(p) for _, p in paths]
+    return {p: os.path.basename(p) if names.count(os.path.basename(p)) == 1
+            else os.path.join(os.path.basename(os.path.normpath(root)), os.path.relpath(p, root))
+            for root, p in paths}
 
 
 def check_render_target(out: str, sources: list[str], settings: dict) -> None:
@@ -127,6 +132,7 @@ def simulate(
         for path in list_audio(root):
             by_speaker.setdefault(f"{os.path.basename(os.path.normpath(root))}/{speaker_of(path, root)}", []).append(path)
     noises = [p for root in noise_roots for p in list_audio(root)]
+    labels = noise_labels(noise_roots)
     if len(by_speaker) < 2 or len(noises) < 2:
         raise ValueError("need at least two speakers and two noise files for disjoint splits")
     train_spk, test_spk = split(list(by_speaker), test_fraction, split_rng)
@@ -168,10 +174,10 @@ def simulate(
                 write_audio(target, wav.astype(np.float32), subtype="PCM_16")
                 with open(target, "rb") as f:
                     digest.update(f.read())
-            summary[subset].append({"id": uid, "speaker": spk, "speech": path, "noise": _noise_name(noise_path), "snr_db": snr})
+            summary[subset].append({"id": uid, "speaker": spk, "speech": path, "noise": labels.get(noise_path, noise_path), "snr_db": snr})
         summary[f"{subset}_digest"] = digest.hexdigest()
     for subset, noise_set in (("train", train_noise + pair_names), ("valid", valid_noise), ("test", test_noise)):
-        summary[f"{subset}_noises"] = [_noise_name(p) for p in noise_set]
+        summary[f"{subset}_noises"] = [labels.get(p, p) for p in noise_set]
     # what dynamic mixing may draw from: training speakers' files and training noises only
     summary["train_speech"] = [os.path.abspath(p) for s in train_spk for p in sorted(by_speaker[s])]
     summary["train_noise_files"] = [os.path.abspath(p) for p in train_noise]

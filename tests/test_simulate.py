@@ -125,3 +125,17 @@ def test_pair_noise_in_subfolders_pairs_by_path(tmp_path):
     for key, name in (("pair:x.wav", names[0]), ("pair:sub/x.wav", names[1])):
         want = pair_noises(f"{TRAIN_CLEAN}:{TRAIN_NOISY}")[f"pair:{name}"]
         assert np.array_equal(got[key], want)
+
+
+def test_noises_sharing_a_file_name_are_told_apart(sources, tmp_path):
+    """noise/a/noise1.wav and noise/b/noise1.wav: the records name them by path, so the
+    train / test noise lists stay visibly disjoint."""
+    noise = tmp_path / "noise"
+    files = sorted(glob.glob(os.path.join(sources[1], "*")))
+    for k, sub in enumerate(("a", "b", "a", "b")):
+        (noise / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(files[k], noise / sub / (f"noise{k // 2}.wav"))
+    s = simulate([sources[0]], [str(noise)], str(tmp_path / "out"), test_fraction=0.25, noise_test_fraction=0.5)
+    names = s["train_noises"] + s["test_noises"]
+    assert len(set(names)) == 4 and not set(s["train_noises"]) & set(s["test_noises"])
+    assert all(n.startswith("noise/") for n in names)
