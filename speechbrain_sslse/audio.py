@@ -21,6 +21,17 @@ class AudioError(ValueError):
     """A file cannot be used as audio; the message names the file and the reason."""
 
 
+def _looks_like_mp3(path: str) -> bool:
+    """An ID3 tag or an MPEG frame sync at the start: anything else (text named .mp3) would
+    only make libmpg123 print its own resync notes before failing."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:
+        return True  # let the reader report it
+    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
 def read_audio(path: str) -> tuple[torch.Tensor, int]:
     """Returns (channels, samples) float32 in [-1, 1] (float files as stored) and the rate.
 
@@ -32,6 +43,8 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
         raise AudioError(f"{path}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.lower().endswith(".mp3") and not _looks_like_mp3(path):  # before mpg123 prints resync notes
+        raise AudioError(f"{path}: not a readable audio file (its content is not valid audio for its format)")
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # libsndfile's messages are short; keep the reason
