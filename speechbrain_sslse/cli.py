@@ -58,10 +58,10 @@ def _parse(ap: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argpars
 
 
 def _quiet_third_parties(quiet: bool) -> None:
-    from .errors import DataWarning
-
     """Library notices (transformers' load reports, torchvision hints) are not the
     command's output; with -q, progress bars go too."""
+    from .errors import DataWarning
+
     for name in ("transformers", "speechbrain", "huggingface_hub", "torchvision"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
