@@ -74,11 +74,11 @@ def render_stack() -> dict[str, str]:
             "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__}
 
 
-def noise_labels(noise_roots: list[str]) -> dict[str, str]:
+def noise_labels(paths: list[tuple[str, str]]) -> dict[str, str]:
     """How the records name each noise recording: its file name, or, where two recordings
     share one (``a/noise1.wav``, ``b/noise1.wav``), its path below the noise folders, so
-    that disjoint splits never look like a leak. Pair noises keep their ``pair:`` keys."""
-    paths = [(root, p) for root in noise_roots for p in list_audio(root)]
+    that disjoint splits never look like a leak. Pair noises keep their ``pair:`` keys.
+    ``paths``: (noise folder, file) as ``simulate`` listed them (not listed twice)."""
     names = [os.path.basename(p) for _, p in paths]
     return {p: os.path.basename(p) if names.count(os.path.basename(p)) == 1
             else os.path.join(os.path.basename(os.path.normpath(root)), os.path.relpath(p, root))
@@ -131,8 +131,8 @@ def simulate(
     for root in speech_roots:
         for path in list_audio(root):
             by_speaker.setdefault(f"{os.path.basename(os.path.normpath(root))}/{speaker_of(path, root)}", []).append(path)
-    noises = [p for root in noise_roots for p in list_audio(root)]
-    labels = noise_labels(noise_roots)
+    listed = [(root, p) for root in noise_roots for p in list_audio(root)]
+    noises, labels = [p for _, p in listed], noise_labels(listed)
     if len(by_speaker) < 2 or len(noises) < 2:
         raise ValueError("need at least two speakers and two noise files for disjoint splits")
     train_spk, test_spk = split(list(by_speaker), test_fraction, split_rng)
