@@ -1,7 +1,9 @@
 """Audio I/O with clear errors: reading any soundfile format, resampling, atomic writes."""
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 import warnings
 
@@ -32,11 +34,50 @@ def _looks_like_mp3(path: str) -> bool:
     return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
+@contextlib.contextmanager
+def _c_stderr_captured():
+    """Collects what C libraries write to file descriptor 2 (libmpg123 prints its notes
+    there, past Python's ``sys.stderr``) so that they can be judged and reported as one
+    message naming the file instead of loose lines. Yields a list filled on exit."""
+    notes: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield notes
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            notes.extend(line.strip() for line in tmp.read().decode(errors="replace").splitlines() if line.strip())
+
+
+def _read_mp3(path: str) -> tuple[np.ndarray, int]:
+    """An MP3 whose frames are damaged or cut off decodes "successfully" to a fraction of its
+    length (libmpg123 resyncs, prints a note and stops early: 0.33 s of a 3 s file), which
+    would pass a broken input off as whole. libmpg123's notes plus a decoded length short of
+    the length its header (Xing/Info) declares make it an ``AudioError``; notes alone (a
+    skipped frame in a file of full length) a ``DataWarning``. Without notes a shortfall is
+    only the length estimate of a header-less VBR file and is accepted."""
+    with _c_stderr_captured() as notes:
+        declared = sf.info(path).frames
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    if notes:
+        shortfall = declared - data.shape[0]
+        if shortfall > max(2 * 1152, declared // 100):  # two MPEG frames or 1 %
+            raise AudioError(f"{path}: damaged or truncated MP3 (its header declares {declared} samples, "
+                             f"{data.shape[0]} decode; libmpg123: {notes[0]}); re-copy or repair it")
+        warnings.warn(f"{path}: libmpg123 reported a damaged stream but decoded its full length "
+                      f"({'; '.join(notes[:3])}); a skipped frame may be audible", DataWarning, stacklevel=3)
+    return data, rate
+
+
 def read_audio(path: str) -> tuple[torch.Tensor, int]:
     """Returns (channels, samples) float32 in [-1, 1] (float files as stored) and the rate.
 
     Any failure becomes one ``AudioError`` naming the file: missing, a directory,
-    unreadable/corrupt, empty, or holding NaN / Inf samples.
+    unreadable/corrupt, truncated (WAV, MP3), empty, or holding NaN / Inf samples.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -46,7 +87,12 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
     if path.lower().endswith(".mp3") and not _looks_like_mp3(path):  # before mpg123 prints resync notes
         raise AudioError(f"{path}: not a readable audio file (its content is not valid audio for its format)")
     try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        if path.lower().endswith(".mp3"):
+            data, rate = _read_mp3(path)
+        else:
+            data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as err:  # libsndfile's messages are short; keep the reason
         reason = str(err).split("\n")[0].replace(f"Error opening {path!r}: ", "") or type(err).__name__
         if "does not exist" in reason and os.path.isfile(path):  # libsndfile's words for a bad MP3 stream

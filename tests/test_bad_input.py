@@ -40,6 +40,25 @@ def _cut_short(path):
     path.write_bytes(buf.getvalue()[: 44 + len(SPEECH) * 2 // 3])
 
 
+def _mp3_bytes(seconds=3):
+    buf = io.BytesIO()
+    sf.write(buf, np.tile(SPEECH, seconds), 16000, format="MP3")
+    return bytearray(buf.getvalue())
+
+
+def _damaged_mp3(path):
+    """Garbage over a stretch of frames: libmpg123 resyncs, then decodes a fraction."""
+    data = _mp3_bytes()
+    data[2000:3000] = np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def _cut_mp3(path):
+    """An interrupted download: the Xing header declares 3 s, half the frames are there."""
+    data = _mp3_bytes()
+    path.write_bytes(bytes(data[: len(data) // 2]))
+
+
 # name -> (writer(path) or None for "missing", expected: "ok" or error regex, channels, rate)
 CASES = {
     "empty_file": (lambda p: p.write_bytes(b""), "not a readable audio file", None, None),
@@ -64,6 +83,9 @@ CASES = {
     "text_named_wav": (lambda p: p.write_text("this is not audio\n"), "not a readable audio file", None, None),
     # libsndfile says "does not exist" for a bad MP3 stream; the file exists, so the error must not
     "text_named_mp3": (lambda p: p.write_text("this is not audio\n"), "not valid audio for its format", None, None),
+    "mp3": (lambda p: p.write_bytes(bytes(_mp3_bytes(1))), "ok", 1, 16000),
+    "damaged_mp3": (_damaged_mp3, "damaged or truncated MP3", None, None),
+    "cut_mp3": (_cut_mp3, "damaged or truncated MP3", None, None),
     "missing_file": (None, "no such file", None, None),
     "directory": (lambda p: p.mkdir(), "is a directory", None, None),
 }
@@ -83,7 +105,7 @@ def model(model_folder):
 
 def _make(tmp_path, case):
     writer = CASES[case][0]
-    path = tmp_path / (f"{case}.flac" if case == "flac" else f"{case}.mp3" if case.endswith("_mp3") else f"{case}.wav")
+    path = tmp_path / (f"{case}.flac" if case == "flac" else f"{case}.mp3" if case.endswith("mp3") else f"{case}.wav")
     if writer is not None:
         writer(path)
     return path
@@ -125,7 +147,7 @@ def test_cli(model_folder, tmp_path, case, capsys):
         assert len([f for f in os.listdir(out)]) == 1
 
 
-SCORABLE = {"clipped", "pcm_8bit", "pcm_24bit", "float_wav", "flac",  # 1 s, 16 kHz, mono
+SCORABLE = {"clipped", "pcm_8bit", "pcm_24bit", "float_wav", "flac", "mp3",  # 1 s, 16 kHz, mono
             "rate_8k", "rate_22k", "rate_44k", "rate_48k"}  # 1 s, mono: scored at 16 kHz, as what they hold
 
 
@@ -161,7 +183,7 @@ def test_data_prep(tmp_path, case):
     shutil.copytree(MINI_SET, root)
     noisy_dir, clean_dir = root / "noisy_testset_wav", root / "clean_testset_wav"
     src = _make(noisy_dir, case)
-    if case == "flac":  # prep reads .wav files only: a FLAC pair is simply not part of the set
+    if case in ("flac", "mp3"):  # prep reads .wav files only: such a pair is simply not part of the set
         return
     n = sf.info(src).frames if CASES[case][1] == "ok" else 16000
     _wav(clean_dir / (src.stem + ".wav"), np.resize(SPEECH, n), CASES[case][3] or 16000)
