@@ -408,10 +408,8 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
     for label, path in extra.items():
         row = label + (f" ({notes[label]})" if label in notes else "")
         if os.path.isdir(path):
-            jobs, unmatched = evaluation.match_folders(path, clean_dir)
-            jobs = [j for j in jobs if j[0] in items_ids]
-            got = {j[0] for j in jobs}
-            results[row] = score(jobs, label) + [evaluation.floored_row(u, f"no file in {path}", dnsmos) for u in ids if u not in got]
+            jobs = [j for j in evaluation.match_folders(path, clean_dir)[0] if j[0] in items_ids]
+            results[row] = score(jobs, label) + evaluation.floored_missing(ids, jobs, path, dnsmos)
         else:
             results[row], missing = read_scores_csv(path, ids)
             if missing:

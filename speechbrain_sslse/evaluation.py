@@ -318,9 +318,12 @@ def read_manifest(path: str) -> list[tuple[str, str, str]]:
     is a ``ValueError`` naming the file."""
     if ":" in path and all(os.path.isdir(p) for p in path.split(":", 1)):
         clean_dir, noisy_dir = path.split(":", 1)
-        jobs, unmatched = match_folders(noisy_dir, clean_dir)
+        jobs, only_noisy, only_clean = match_folders(noisy_dir, clean_dir)
         if not jobs:
             raise ValueError(f"no file names in common between {clean_dir} and {noisy_dir}")
+        for names, where, other in ((only_noisy, noisy_dir, clean_dir), (only_clean, clean_dir, noisy_dir)):
+            if names:  # a pair needs both files: said, not dropped silently
+                print(f"{len(names)} file(s) of {where} without a twin in {other}, left out: {_names(names)}")
         return jobs
     try:
         with open(path, encoding="utf-8") as f:
@@ -345,19 +348,32 @@ def audio_by_stem(folder: str) -> dict[str, str]:
     return out
 
 
-def match_folders(estimate_dir: str, clean_dir: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+def match_folders(estimate_dir: str, clean_dir: str) -> tuple[list[tuple[str, str, str]], list[str], list[str]]:
     """Pairs estimates with references by relative path without extension (folders are
-    searched recursively); returns (jobs, names found in only one of the two)."""
+    searched recursively); returns (jobs, names only in ``estimate_dir``, names only in
+    ``clean_dir``)."""
     clean, est = audio_by_stem(clean_dir), audio_by_stem(estimate_dir)
     jobs = [(k, clean[k], est[k]) for k in sorted(set(clean) & set(est))]
-    return jobs, sorted(set(clean) ^ set(est))
+    return jobs, sorted(set(est) - set(clean)), sorted(set(clean) - set(est))
+
+
+def floored_missing(ids: list[str], jobs: list[tuple], estimate_dir: str, dnsmos: bool = False) -> list[dict]:
+    """Floored rows for the ``ids`` without an estimate among ``jobs`` (a failed or skipped
+    enhancement): a system that leaves out its hard utterances must not score higher."""
+    got = {job[0] for job in jobs}
+    return [floored_row(uid, f"no estimate in {estimate_dir}", dnsmos) for uid in ids if uid not in got]
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
 
 
 def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: str = "system",
                   noisy_dir: str | None = None, workers: int = 2, dnsmos: bool | None = None) -> dict:
     """``score`` mode: any folder of enhanced files against clean references by name.
-    The utterances are those with an estimate; the Noisy row covers exactly them.
-    ``clean_dir`` ``None``: no reference, DNSMOS only (every audio file of the folder).
+    The utterances are the references: one without an estimate is floored (``no estimate
+    in``), one estimate without a reference is named and left out; the Noisy row covers the
+    references. ``clean_dir`` ``None``: no reference, DNSMOS only (every audio file of the folder).
     ``dnsmos``: add the DNSMOS columns; default (``None``): only without references."""
     check_system_name(name)
     reference = clean_dir is not None
@@ -366,29 +382,33 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
         raise ValueError("nothing to score: without clean references only DNSMOS can be scored")
     if dnsmos:
         metrics.load_dnsmos()  # a missing package is one error before any work
+    missing: list[str] = []
     if reference:
-        jobs, unmatched = match_folders(estimate_dir, clean_dir)
+        jobs, extra, missing = match_folders(estimate_dir, clean_dir)
         if not jobs:
             raise ValueError(f"no file names in common between {estimate_dir} and {clean_dir}")
+        if extra:
+            print(f"{len(extra)} estimate(s) without a reference in {clean_dir}, not scored: {_names(extra)}")
+        if missing:
+            print(f"{len(missing)} reference(s) without an estimate in {estimate_dir}, counted at every "
+                  f"metric's floor: {_names(missing)}")
     else:
-        jobs, unmatched = [(k, None, path) for k, path in sorted(audio_by_stem(estimate_dir).items())], []
+        jobs = [(k, None, path) for k, path in sorted(audio_by_stem(estimate_dir).items())]
         if not jobs:
             raise ValueError(f"{estimate_dir}: no audio files to score")
-    if unmatched:
-        print(f"{len(unmatched)} name(s) only in one of the folders, not scored: {', '.join(unmatched[:10])}"
-              + (" ..." if len(unmatched) > 10 else ""))
     results = {}
     if noisy_dir:
-        ids = {uid for uid, _, _ in jobs}
+        ids = {uid for uid, _, _ in jobs} | set(missing)
         if reference:
             noisy_jobs = [job for job in match_folders(noisy_dir, clean_dir)[0] if job[0] in ids]
         else:
             noisy_jobs = [(k, None, path) for k, path in sorted(audio_by_stem(noisy_dir).items()) if k in ids]
-        missing = sorted(ids - {uid for uid, _, _ in noisy_jobs})
-        if missing:
-            raise ValueError(f"no noisy file in {noisy_dir} for {missing[:5]}: the Noisy row would cover other utterances")
+        no_noisy = sorted(ids - {uid for uid, _, _ in noisy_jobs})
+        if no_noisy:
+            raise ValueError(f"no noisy file in {noisy_dir} for {no_noisy[:5]}: the Noisy row would cover other utterances")
         results[NOISY] = score_pairs(noisy_jobs, workers, "scoring noisy", dnsmos)
     results[name] = score_pairs(jobs, workers, f"scoring {name}", dnsmos)
+    results[name] += floored_missing(missing, jobs, estimate_dir, dnsmos)
     if noisy_dir and reference:  # (id, clean, noisy): what the rows were scored on
         stamp_pairs(results, noisy_jobs)
     return write_results(out_dir, results, {"estimates": os.path.abspath(estimate_dir)})

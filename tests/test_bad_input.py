@@ -165,8 +165,9 @@ def test_evaluate_score(tmp_path, case):
 
     rows = {r["id"]: r for r in csv.DictReader(open(tmp_path / "scores" / "scores_sys.csv"))}
     assert rows["good"]["error"] == "" and s["systems"]["sys"]["pesq"]["n"] >= 1  # never lost
-    if case in ("missing_file", "directory"):
-        assert case not in rows  # no estimate file: reported as unmatched, not scored
+    if case in ("missing_file", "directory"):  # no estimate file: counted against the system
+        assert rows[case]["error"].startswith("no estimate in") and rows[case]["floored"]
+        assert s["systems"]["sys"]["pesq"]["n"] == 2
     elif case in SCORABLE:
         assert rows[case]["error"] == "" and 1 <= float(rows[case]["pesq"]) <= 4.65
     else:

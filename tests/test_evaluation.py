@@ -59,20 +59,39 @@ def test_readme_results_table_is_generated_from_summaries():
 
 
 def test_noisy_row_covers_the_same_utterances_as_the_estimates(tmp_path):
-    est = tmp_path / "est"
+    est, clean = tmp_path / "est", tmp_path / "clean"
     est.mkdir()
+    clean.mkdir()
     shutil.copy(os.path.join(NOISY, "0398.wav"), est / "0398.wav")
-    summary = evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out"), "sys", noisy_dir=NOISY, workers=1)
+    shutil.copy(os.path.join(CLEAN, "0398.wav"), clean / "0398.wav")
+    summary = evaluation.score_folders(str(est), str(clean), str(tmp_path / "out"), "sys", noisy_dir=NOISY, workers=1)
     assert summary["systems"]["Noisy"]["n"] == summary["systems"]["sys"]["n"] == 1
     assert summary["systems"]["Noisy"]["pesq"]["mean"] == summary["systems"]["sys"]["pesq"]["mean"]
     row = open(tmp_path / "out" / "summary.md").read().splitlines()[-1]
     assert "nan" not in row and "±" not in row  # one utterance: a mean, no interval
     (est / "0015.wav").write_bytes(open(os.path.join(NOISY, "0015.wav"), "rb").read())
+    shutil.copy(os.path.join(CLEAN, "0015.wav"), clean / "0015.wav")
     other_noisy = tmp_path / "noisy"
     other_noisy.mkdir()
     shutil.copy(os.path.join(NOISY, "0398.wav"), other_noisy / "0398.wav")
     with pytest.raises(ValueError, match="0015"):
-        evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out2"), "sys", noisy_dir=str(other_noisy), workers=1)
+        evaluation.score_folders(str(est), str(clean), str(tmp_path / "out2"), "sys", noisy_dir=str(other_noisy), workers=1)
+
+
+def test_a_reference_without_an_estimate_counts_against_the_system(tmp_path, capsys):
+    """A system that failed (or skipped) its hard utterances must not get a better mean:
+    the missing estimate is a floored row and the Noisy row still covers every reference."""
+    est = tmp_path / "est"
+    est.mkdir()
+    shutil.copy(os.path.join(NOISY, "0398.wav"), est / "0398.wav")
+    shutil.copy(os.path.join(NOISY, "0398.wav"), est / "not_in_clean.wav")
+    summary = evaluation.score_folders(str(est), CLEAN, str(tmp_path / "out"), "sys", noisy_dir=NOISY, workers=1)
+    n_refs = len(evaluation.audio_by_stem(CLEAN))
+    systems = summary["systems"]
+    assert n_refs > 1 and systems["Noisy"]["n"] == systems["sys"]["n"] == n_refs
+    assert systems["sys"]["n_floored"] == n_refs - 1 and systems["sys"]["pesq"]["mean"] < systems["Noisy"]["pesq"]["mean"]
+    out = capsys.readouterr().out
+    assert f"{n_refs - 1} reference(s) without an estimate" in out and "1 estimate(s) without a reference" in out
 
 
 def test_score_command_reports_unmatched_folders_in_one_line(tmp_path, capsys):
@@ -132,11 +151,12 @@ def test_a_48k_set_is_scored_at_16k_not_dropped(tmp_path):
     _resampled_copy(CLEAN, tmp_path / "clean48", 48000, names)
     _resampled_copy(NOISY, tmp_path / "noisy48", 48000, names)
     at48 = evaluation.score_folders(str(tmp_path / "noisy48"), str(tmp_path / "clean48"), str(tmp_path / "a"), "n48")
-    sub = tmp_path / "noisy16"
-    os.makedirs(sub)
-    for name in names:
-        shutil.copy(os.path.join(NOISY, name), sub / name)
-    at16 = evaluation.score_folders(str(sub), CLEAN, str(tmp_path / "b"), "n16")
+    sub, ref = tmp_path / "noisy16", tmp_path / "clean16"
+    for folder, source in ((sub, NOISY), (ref, CLEAN)):
+        os.makedirs(folder)
+        for name in names:
+            shutil.copy(os.path.join(source, name), folder / name)
+    at16 = evaluation.score_folders(str(sub), str(ref), str(tmp_path / "b"), "n16")
     s48, s16 = at48["systems"]["n48"], at16["systems"]["n16"]
     assert s48["n"] == 2 and s48["n_floored"] == 0
     assert abs(s48["pesq"]["mean"] - s16["pesq"]["mean"]) < 0.05
@@ -155,10 +175,11 @@ def test_no_usable_reference_is_one_error_and_json_is_strict(tmp_path, capsys):
     code = evaluate_main(["score", "--enhanced", NOISY, "--clean", str(stereo), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "no utterance could be scored" in err and err.count("\n") == 1, err
-    one = tmp_path / "one1"
-    os.makedirs(one)
-    shutil.copy(os.path.join(NOISY, "0015.wav"), one / "0015.wav")
-    assert evaluate_main(["score", "--enhanced", str(one), "--clean", CLEAN, "--out", str(tmp_path / "s")]) == 0
+    one, one_ref = tmp_path / "one1", tmp_path / "ref1"
+    for folder, source in ((one, NOISY), (one_ref, CLEAN)):
+        os.makedirs(folder)
+        shutil.copy(os.path.join(source, "0015.wav"), folder / "0015.wav")
+    assert evaluate_main(["score", "--enhanced", str(one), "--clean", str(one_ref), "--out", str(tmp_path / "s")]) == 0
     text = open(tmp_path / "s" / "summary.json").read()
     assert "NaN" not in text and json.loads(text)["systems"]["system"]["pesq"]["ci95"] is None
 
