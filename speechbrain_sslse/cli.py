@@ -94,7 +94,8 @@ ENHANCE_EXAMPLES = """examples:
 
 Folders are searched recursively and mirrored below the output folder (a glob mirrors
 below its fixed part); outputs are float WAV at the input's rate and channel count.
-An output never replaces an input, and two inputs never share an output."""
+An output never replaces an input, two inputs never share an output, and a rerun into
+the same folder replaces only the outputs an earlier run wrote there (none of your files)."""
 
 
 def enhance_main(argv: list[str] | None = None) -> int:
@@ -126,7 +127,7 @@ def enhance_main(argv: list[str] | None = None) -> int:
     except (ConfigError, AudioError) as err:
         return _fail(str(err))
     earlier = {src: dst for src, dst in jobs if os.path.exists(dst)}  # outputs of an earlier run
-    report = model.enhance_files(jobs, args.batch_size, progress=not args.quiet)
+    report = model.enhance_files(jobs, args.batch_size, progress=not args.quiet, record_in=args.output)
     existing = sum(src in earlier for src, _ in report.written)  # counted after: only what was replaced
     replaced = f" ({existing} earlier output(s) there replaced)" if existing else ""
     print(f"enhanced {len(report.written)} of {len(jobs)} file(s) -> {args.output}{replaced}")

@@ -22,7 +22,7 @@ from speechbrain.utils.fetching import LocalStrategy
 
 from .audio import SAMPLE_RATE, AudioError, output_format, read_audio, resample, write_audio
 from .errors import ConfigError, DataWarning
-from .output_plan import check_jobs
+from .output_plan import check_jobs, record_output
 
 
 class EnhanceSSL(Pretrained):
@@ -169,14 +169,16 @@ class EnhanceSSL(Pretrained):
                 yield src, dst, rate, out
 
     def enhance_files(self, jobs: list[tuple[str, str]], batch_size: int | None = None, progress: bool = True,
-                      window: int = 32, keep_outputs: bool = False) -> "FilesReport":
+                      window: int = 32, keep_outputs: bool = False, record_in: str | None = None) -> "FilesReport":
         """The one path from files to enhanced files, used by ``enhance_file``, the
         ``sslse-enhance`` command and evaluation. ``jobs``: (input, output) pairs; checked
         as a whole first (``output_plan.check_jobs``: no output replaces an input, no two
         inputs share an output; an unwritable format fails before any work), then
         enhanced ``window`` files at a time, each output written (atomically) as soon as
         it is ready. A file that cannot be read, enhanced or written is a per-file failure;
-        the others go on. ``keep_outputs``: also return the enhanced tensors (memory!)."""
+        the others go on. ``keep_outputs``: also return the enhanced tensors (memory!).
+        ``record_in``: the output folder whose record (``output_plan.OUTPUT_RECORD``) lists
+        each output as it is written, so that a rerun may replace it and nothing else."""
         check_jobs(jobs)
         report = FilesReport()
         todo = []
@@ -192,11 +194,15 @@ class EnhanceSSL(Pretrained):
             for src, dst, rate, out in self._window_results(todo[k : k + window], batch_size, report):
                 try:
                     write_audio(dst, out[0] if out.shape[0] == 1 else out, rate)
+                    if record_in is not None:
+                        record_output(record_in, dst)
                     report.written.append((src, dst))
                     if keep_outputs:
                         report.outputs[dst] = out
                 except AudioError as err:
                     report.failed.append((src, str(err)))
+                except OSError as err:  # written, but the record could not be: a rerun would refuse it
+                    report.failed.append((src, f"{dst} written but not recorded in its folder: {err}"))
             bar.update(len(todo[k : k + window]))
         bar.close()
         return report

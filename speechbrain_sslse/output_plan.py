@@ -3,8 +3,10 @@
 The one place where the data-safety rules live, so the CLI, evaluation and the Python API
 all obey them: an output never replaces an input of the run (resolved paths, hard and
 symbolic links included, whatever the extensions), no two inputs share one output, the
-output folder is never the folder an input was listed from, an output folder inside an
-input folder is not read back as input (and only there: inputs are never dropped because
+output folder is never the folder an input was listed from (or a named file lies in), an
+existing file in the output folder is replaced only when an earlier run wrote it there and
+nobody changed it since (``OUTPUT_RECORD``), an output folder inside an input folder is not
+read back as input (and only there: inputs are never dropped because
 they happen to lie below the output folder), and entries that are not regular files
 (named pipes, sockets, devices) are skipped with a reason instead of blocking a reader
 forever.
@@ -12,6 +14,7 @@ forever.
 from __future__ import annotations
 
 import glob
+import json
 import os
 from typing import Iterable, Sequence
 
@@ -115,15 +118,66 @@ def check_output_folder(path: str) -> None:
 
 
 def check_not_input_folder(inputs: Sequence[str], out_dir: str) -> None:
-    """Refuses (``PlanError``) an output folder that is an input folder or a glob's fixed
-    folder: outputs would land among the inputs, and the next run would read them back."""
+    """Refuses (``PlanError``) an output folder that is an input folder, a glob's fixed
+    folder or the folder of a named input file: outputs would land among the inputs (and
+    over the user's own files there), and the next run would read them back."""
     for item in inputs:
         root = item if os.path.isdir(item) else None
+        if root is None and os.path.isfile(item):
+            root = os.path.dirname(item) or "."
         if root is None and not os.path.exists(item) and glob.has_magic(item):
             root = _glob_root(item)
         if root is not None and os.path.isdir(root) and os.path.samefile(root, out_dir):
-            raise PlanError(f"output folder {out_dir} is the input folder {item}: outputs would be "
+            what = f"the folder of the input file {item}" if os.path.isfile(item) else f"the input folder {item}"
+            raise PlanError(f"output folder {out_dir} is {what}: outputs would be "
                             "mixed with the inputs; choose another output folder")
+
+
+#: In an output folder: one JSON line per output written there (path relative to the
+#: folder, size, mtime_ns), so that a rerun replaces its own earlier outputs and nothing else.
+OUTPUT_RECORD = ".sslse-outputs.jsonl"
+
+
+def _stamp(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def recorded_outputs(out_dir: str) -> dict[str, list[int]]:
+    """{relative path: [size, mtime_ns]} of what runs wrote in ``out_dir`` (latest wins);
+    a damaged line (a run killed mid-write) is ignored, so its file counts as not ours."""
+    record: dict[str, list[int]] = {}
+    try:
+        with open(os.path.join(out_dir, OUTPUT_RECORD), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                    record[entry["path"]] = [int(entry["size"]), int(entry["mtime_ns"])]
+                except (ValueError, KeyError, TypeError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return record
+
+
+def record_output(out_dir: str, dst: str) -> None:
+    """Appends ``dst`` (just written below ``out_dir``) to the folder's record."""
+    size, mtime = _stamp(dst)
+    with open(os.path.join(out_dir, OUTPUT_RECORD), "a", encoding="utf-8") as f:
+        f.write(json.dumps({"path": os.path.relpath(dst, out_dir), "size": size, "mtime_ns": mtime}) + "\n")
+
+
+def check_replaceable(jobs: Sequence[tuple[str, str]], out_dir: str) -> None:
+    """Refuses (``PlanError``, one line) jobs whose output already exists in ``out_dir``
+    unless an earlier run wrote exactly that file (same size and time): a recording of the
+    user's that happens to carry an output's name is never replaced."""
+    record = recorded_outputs(out_dir)
+    foreign = [dst for _, dst in jobs if os.path.lexists(dst)
+               and record.get(os.path.relpath(dst, out_dir)) != (_stamp(dst) if os.path.isfile(dst) else None)]
+    if foreign:
+        names = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise PlanError(f"{len(foreign)} existing file(s) that no earlier run wrote (or changed since) would be "
+                        f"replaced: {names}; move them or choose another output folder")
 
 
 def plan_outputs(
@@ -132,8 +186,8 @@ def plan_outputs(
     """(input, output) jobs mirroring each input's path relative to the folder or glob it
     came from below ``out_dir`` (extension replaced by ``suffix``), and (input, reason)
     for what was skipped. An output folder inside an input folder is not read as input;
-    ``PlanError`` when the jobs break a rule of ``check_jobs``, ``out_dir`` is not a folder
-    or it is an input folder itself."""
+    ``PlanError`` when the jobs break a rule of ``check_jobs`` or ``check_replaceable``,
+    ``out_dir`` is not a folder or it is an input folder itself."""
     inputs = list(inputs)
     check_output_folder(out_dir)
     if os.path.isdir(out_dir):
@@ -146,4 +200,5 @@ def plan_outputs(
         seen.add(_real(path))
         jobs.append((path, os.path.join(out_dir, os.path.splitext(rel)[0] + suffix)))
     check_jobs(jobs)
+    check_replaceable(jobs, out_dir)
     return jobs, problems

@@ -31,6 +31,14 @@ TINY = dict(
 SSL_TYPES = ("wavlm", "hubert", "wav2vec2")
 
 
+def listed_outputs(folder) -> list[str]:
+    """The files ``sslse-enhance`` wrote at the top of ``folder`` (sorted), without the
+    folder's record of them (``output_plan.OUTPUT_RECORD``)."""
+    from speechbrain_sslse.output_plan import OUTPUT_RECORD
+
+    return sorted(f for f in os.listdir(folder) if f != OUTPUT_RECORD)
+
+
 def tiny_config(model_type: str = "wavlm", **extra) -> dict:
     return dict(TINY, model_type=model_type, **extra)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import MINI_SET, tiny_config
+from conftest import MINI_SET, listed_outputs, tiny_config
 
 from speechbrain_sslse.data_prep import PrepError, prepare_vctk
 from speechbrain_sslse import SSLEncoder, EnhancementModel
@@ -144,7 +144,7 @@ def test_cli(model_folder, tmp_path, case, capsys):
         assert code == 0 and (out / (src.stem + ".wav")).exists()
     else:
         assert code == 1 and err.count(str(src)) == 1 and "Traceback" not in err  # named once
-        assert len([f for f in os.listdir(out)]) == 1
+        assert len(listed_outputs(out)) == 1
 
 
 SCORABLE = {"clipped", "pcm_8bit", "pcm_24bit", "float_wav", "flac", "mp3",  # 1 s, 16 kHz, mono

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import MINI_SET, ROOT
+from conftest import MINI_SET, ROOT, listed_outputs
 
 from speechbrain_sslse import audio, evaluation, metrics
 from speechbrain_sslse.cli import analyze_main, enhance_main, evaluate_main
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.inference import EnhanceSSL, check_source, load_model
-from speechbrain_sslse.output_plan import PlanError, check_jobs, plan_outputs
+from speechbrain_sslse.output_plan import OUTPUT_RECORD, PlanError, check_jobs, plan_outputs
 
 MODEL = os.path.join(ROOT, "pretrained", "sslse-log1p-sim")
 NOISY = os.path.join(MINI_SET, "noisy_testset_wav")
@@ -83,8 +83,20 @@ def _hard_link_target(tmp):
     return [str(d / "a.wav")], str(tmp / "out")
 
 
+def _flac_into_its_own_folder_beside_the_users_wav(tmp):
+    d = _folder(tmp, "talk.flac", "talk.wav")  # talk.wav is the user's own recording
+    return [str(d / "talk.flac")], str(d)
+
+
+def _users_file_in_the_output_folder(tmp):
+    d = _folder(tmp, "x.wav")
+    sf.write(tmp / "x.wav", SPEECH[::-1].copy(), 16000)  # unrelated, same name as the output
+    return [str(d)], str(tmp)
+
+
 @pytest.mark.parametrize("case", [_same_dir_two_formats, _file_into_its_own_folder, _output_is_a_link_to_the_input_folder,
-                                  _glob_into_its_own_folder, _hard_link_target])
+                                  _glob_into_its_own_folder, _hard_link_target,
+                                  _flac_into_its_own_folder_beside_the_users_wav, _users_file_in_the_output_folder])
 def test_outputs_never_touch_inputs(tmp_path, capsys, case):
     inputs, out = case(tmp_path)
     before = _snapshot(tmp_path)
@@ -133,7 +145,7 @@ def test_a_corpus_with_repeated_names_is_mirrored(tmp_path, capsys, layout):
         sf.write(corpus / rel, SPEECH, 16000)
     code, io = _run([str(corpus), "-o", str(tmp_path / "out")], capsys)
     written = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out")
-                     for d, _, fs in os.walk(tmp_path / "out") for f in fs)
+                     for d, _, fs in os.walk(tmp_path / "out") for f in fs if f != OUTPUT_RECORD)
     assert code == 0 and written == sorted(os.path.splitext(r)[0] + ".wav" for r in layout)
     assert f"enhanced {len(layout)} of {len(layout)} file(s)" in io.out  # the count is the files on disk
 
@@ -277,7 +289,7 @@ def test_a_named_pipe_in_an_input_folder_is_skipped_not_waited_on(tmp_path, caps
     assert not worker.is_alive(), "the CLI blocked on a named pipe"
     code, io = result["r"]
     assert code == 1 and "pipe.wav" in io.err and "not a regular file" in io.err
-    assert os.listdir(tmp_path / "out") == ["a.wav"]
+    assert listed_outputs(tmp_path / "out") == ["a.wav"]
 
 
 @pytest.mark.parametrize("ext,fmt", [("flac", "FLAC"), ("ogg", "OGG"), ("caf", "CAF"), ("w64", "W64"), ("mp3", "MP3")])
@@ -289,7 +301,7 @@ def test_formats_that_work_named_directly_are_found_in_folders(tmp_path, capsys,
     except sf.LibsndfileError:
         pytest.skip(f"this libsndfile cannot write {fmt}")
     code, io = _run([str(src), "-o", str(tmp_path / "out")], capsys)
-    assert code == 0 and os.listdir(tmp_path / "out") == ["x.wav"]
+    assert code == 0 and listed_outputs(tmp_path / "out") == ["x.wav"]
 
 
 def test_enhance_file_writes_the_format_of_its_extension_or_refuses_first(model, tmp_path, monkeypatch):
@@ -383,6 +395,23 @@ def test_rerun_says_it_replaced_earlier_outputs(tmp_path, capsys):
     assert "earlier output(s) there replaced" not in capsys.readouterr().out
     assert enhance_main([NOISY, "-o", str(out), "--source", MODEL, "-q"]) == 0
     assert "5 earlier output(s) there replaced" in capsys.readouterr().out
+
+
+def test_a_rerun_replaces_only_its_own_unchanged_outputs(tmp_path, capsys):
+    """The folder's record lets a rerun replace what the earlier run wrote; an output the
+    user has edited since, or a file of theirs put there, is refused before any write."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a", "b"):
+        sf.write(src / f"{name}.wav", SPEECH, 16000)
+    assert enhance_main([str(src), "-o", str(out), "--source", MODEL, "-q"]) == 0
+    sf.write(out / "b.wav", SPEECH[:8000], 16000)  # the user edits an output: now theirs
+    before = _snapshot(out)
+    code, io = _run([str(src), "-o", str(out)], capsys)
+    assert code == 2 and "no earlier run wrote (or changed since)" in io.err and str(out / "b.wav") in io.err
+    assert _snapshot(out) == before
+    os.remove(out / "b.wav")
+    assert _run([str(src), "-o", str(out)], capsys)[0] == 0  # a.wav is still its own
 
 
 def test_rerun_counts_only_what_it_replaced(tmp_path, capsys):
