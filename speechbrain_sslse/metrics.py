@@ -18,7 +18,8 @@ import numpy as np
 SAMPLE_RATE = 16000
 #: Column order of the paper's tables, plus segmental SNR.
 METRICS = ("pesq", "csig", "cbak", "covl", "stoi", "ssnr")
-#: Lengths may differ by this many samples (the longer one is cut).
+#: Lengths may differ by this many samples: the reference keeps its length and the estimate is
+#: cut or zero-padded to it, so samples an estimate lacks count as silence, never as less to score.
 LENGTH_TOLERANCE = 320
 #: The worst value of each metric. An estimate that cannot be scored (silent, NaN, missing,
 #: too short, pystoi's 1e-5 "too short" sentinel) gets these: a broken output is a bad
@@ -39,7 +40,9 @@ class ReferenceError(MetricError):
 
 
 def check_pair(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
-    """Validates and returns float64 1-D arrays of equal length."""
+    """Validates and returns float64 1-D arrays of the reference's length (the estimate cut or
+    zero-padded to it: cutting the reference to a short estimate would drop the speech it
+    missed from the score)."""
     if sample_rate != SAMPLE_RATE:
         raise MetricError(f"metrics need {SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
     clean = np.asarray(clean, dtype=np.float64)
@@ -51,8 +54,8 @@ def check_pair(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndar
             f"length mismatch: reference {len(clean)} vs estimate {len(enhanced)} samples "
             f"(tolerance {LENGTH_TOLERANCE})"
         )
-    n = min(len(clean), len(enhanced))
-    clean, enhanced = clean[:n], enhanced[:n]
+    n = len(clean)
+    enhanced = np.pad(enhanced[:n], (0, n - min(n, len(enhanced))))
     if not np.isfinite(clean).all():
         raise ReferenceError("the clean reference contains NaN or Inf samples")
     if n == 0 or not np.any(clean):

@@ -72,3 +72,15 @@ def test_digitally_silent_frames_do_not_break_the_composite():
     assert all(np.isfinite(v) for v in s.values())
     with pytest.raises(metrics.MetricError, match="silent"):
         metrics.composite(np.zeros(16000), deg[:16000])
+
+
+def test_a_short_estimate_is_padded_not_the_reference_cut():
+    """An estimate 300 samples short of the reference is scored as if those samples were
+    silent: the reference keeps its length, so the missed speech counts against it."""
+    clean, sr = sf.read(os.path.join(REF_DIR, "arctic_a0010.wav"))
+    ref, est = metrics.check_pair(clean, clean[:-300], sr)
+    assert len(ref) == len(est) == len(clean)
+    assert np.array_equal(ref, clean) and not np.any(est[-300:])
+    assert metrics.ssnr(clean, clean[:-300], sr) == metrics.ssnr(clean, np.r_[clean[:-300], np.zeros(300)], sr)
+    _, longer = metrics.check_pair(clean, np.r_[clean, np.ones(200)], sr)
+    assert np.array_equal(longer, clean)
