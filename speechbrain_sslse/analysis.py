@@ -19,12 +19,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .audio import read_mono_16k
 from .inference import load_model, model_label
 from .lobes import SSLEncoder
+from .metrics import LENGTH_TOLERANCE
 from .plots import minmax, pearson, plot_fig2, plot_fig3
+from .progress import progress_bar
 
 EPS = 1e-5
 
@@ -46,14 +47,18 @@ def cn_distances(
     progress: bool = True,
 ) -> np.ndarray:
     """(pairs, layers) distances over ``encoder.layer_ids``; pairs are (clean, noisy) paths.
-    Pairs run in padded batches (the encoder masks padding exactly)."""
+    Pairs run in padded batches (the encoder masks padding exactly); a pair whose lengths
+    differ by more than ``LENGTH_TOLERANCE`` samples is refused (``ValueError``)."""
     encoder = encoder.to(device).eval()
     rows = []
-    bar = tqdm(total=len(pairs), desc="CN distance", unit="pair", disable=None if progress else True)
+    bar = progress_bar(total=len(pairs), desc="CN distance", unit="pair", enabled=progress)
     for k in range(0, len(pairs), batch_size):
         sigs = []
         for clean, noisy in pairs[k : k + batch_size]:
             c, x = read_mono_16k(clean), read_mono_16k(noisy)
+            if abs(len(c) - len(x)) > LENGTH_TOLERANCE:  # not a pair: its frames would not line up
+                raise ValueError(f"{clean} ({len(c)} samples) and {noisy} ({len(x)}) differ by more than "
+                                 f"{LENGTH_TOLERANCE} samples: not a clean/noisy pair of one recording")
             n = min(len(c), len(x))
             sigs += [c[:n], x[:n]]
         lengths = torch.tensor([len(s) for s in sigs])
@@ -80,10 +85,12 @@ def sample_pairs(manifest: str, n: int, seed: int = 999) -> list[tuple[str, str]
 
 
 # -- sources and weights ------------------------------------------------------------
-def load_encoder(source: str, layers: str = "auto") -> tuple[SSLEncoder, np.ndarray | None, str]:
+def load_encoder(source: str, layers: str = "auto",
+                 ssl_source: str | None = None) -> tuple[SSLEncoder, np.ndarray | None, str]:
     """(encoder, learned weights or None, label) from a hub id / local HF folder, an exported
     model folder, a trained recipe folder (its possibly fine-tuned encoder), or a JSON/YAML
-    file holding a config mapping with ``model_type`` (a random encoder, seeded)."""
+    file holding a config mapping with ``model_type`` (a random encoder, seeded).
+    ``ssl_source``: local folder of the hub encoder a model folder names (offline)."""
     if os.path.isfile(source) and source.endswith((".json", ".yaml", ".yml")):
         import yaml
 
@@ -91,7 +98,7 @@ def load_encoder(source: str, layers: str = "auto") -> tuple[SSLEncoder, np.ndar
         with open(source) as f:
             return SSLEncoder(config=yaml.safe_load(f), mode="frozen", layers=layers), None, model_label(source)
     if os.path.isfile(os.path.join(source, "hyperparams.yaml")):
-        enhancer = load_model(source).mods.enhancer
+        enhancer = load_model(source, ssl_source=ssl_source).mods.enhancer
         if enhancer.ssl is None:
             raise ValueError(f"{source}: this model has no SSL encoder (log1p only)")
         weights = enhancer.layer_weights
@@ -136,9 +143,11 @@ def write_csv(path: str, layer_ids: Sequence[int], dist: np.ndarray, weights: np
 
 def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_last: int = 0, seed: int = 999,
             batch_size: int = 4, device: str = "cpu", weights_from: str | None = None,
-            compare: str | None = None) -> dict:
+            compare: str | None = None, ssl_source: str | None = None) -> dict:
     """Runs the analysis for ``source`` (and ``compare``, e.g. the pre-fine-tuning encoder);
-    writes cn_distance_<label>.csv, summary.json, fig2_<label>.png (+ fig3_compare.png)."""
+    writes cn_distance_<label>.csv, summary.json, fig2_<label>.png (+ fig3_compare.png).
+    Every distance is computed before an earlier analysis in ``out_dir`` is replaced, so a
+    failure (a broken pair, a missing encoder) leaves that one as it was."""
     if drop_last < 0:
         raise ValueError(f"drop_last must be >= 0, got {drop_last}")
     pairs = sample_pairs(manifest, n_pairs, seed)
@@ -147,7 +156,7 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
                             "drop_last": drop_last, "sources": {}}
     loaded = {}  # every check before the heavy work and before the folder changes
     for src in [source] + ([compare] if compare else []):
-        encoder, weights, label = load_encoder(src)
+        encoder, weights, label = load_encoder(src, ssl_source=ssl_source)
         if label in loaded:  # its files would overwrite the first source's
             raise ValueError(f"--source and --compare have the same label {label!r} ({source}, {compare}); "
                              "copy or rename one folder")
@@ -158,12 +167,13 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
         if weights is not None and len(weights) != len(encoder.layer_ids):
             raise ValueError(f"{label}: {len(weights)} weights for {len(encoder.layer_ids)} layers")
         loaded[label] = (src, encoder, weights)
+    dists = {label: cn_distances(encoder, pairs, batch_size, device) for label, (_, encoder, _) in loaded.items()}
     replaced = clear_earlier_analysis(out_dir)
     if replaced:
         print(f"{out_dir}: replaced an earlier analysis ({', '.join(replaced)})")
     os.makedirs(out_dir, exist_ok=True)
     for label, (src, encoder, weights) in loaded.items():
-        dist = cn_distances(encoder, pairs, batch_size, device)
+        dist = dists[label]
         layer_ids = list(encoder.layer_ids)
         if drop_last:
             layer_ids, dist = layer_ids[:-drop_last], dist[:, :-drop_last]

@@ -61,7 +61,9 @@ def _quiet_third_parties(quiet: bool) -> None:
     """Library notices (transformers' load reports, torchvision hints) are not the
     command's output; with -q, progress bars go too."""
     from .errors import DataWarning
+    from .progress import show_progress
 
+    show_progress(not quiet)  # every bar of the command (enhancing, scoring, analysing) asks it
     for name in ("transformers", "speechbrain", "huggingface_hub", "torchvision"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
@@ -230,6 +232,7 @@ def analyze_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--pairs", type=int, default=20, help="randomly sampled pairs (<= 0: all)")
     ap.add_argument("--drop-last", type=non_negative_int, default=0, help="drop the last k layers (paper: 2 for wav2vec 2.0)")
+    ap.add_argument("--ssl-source", help="local folder for the hub SSL encoder a model folder names (offline)")
     ap.add_argument("--weights-from", help="recipe/exported folder or JSON with learned weights for --source")
     ap.add_argument("--seed", type=int, default=999)
     ap.add_argument("--batch-size", type=positive_int, default=4)
@@ -248,7 +251,7 @@ def analyze_main(argv: list[str] | None = None) -> int:
     try:
         check_device(args.device)
         s = analyze(args.source, args.manifest, args.out, args.pairs, args.drop_last, args.seed, args.batch_size,
-                    args.device, args.weights_from, args.compare)
+                    args.device, args.weights_from, args.compare, args.ssl_source)
     except (ValueError, OSError, ConfigError) as err:
         return _fail(str(err))
     for label, e in s["sources"].items():

@@ -38,11 +38,11 @@ import os
 import random
 
 import soundfile as sf
-from tqdm import tqdm
 
 from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, write_audio
 from .checkpoints import write_text_atomic
 from .data import AUTHORS_RANDOM_STATE, authors_split
+from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _pairs(data_folder: str, save_folder: str, subset: str, folders: tuple[str, 
         )
     copies = SUBSETS[subset] if official else (f"{subset}_clean", f"{subset}_noisy")
     entries = {}
-    for uid in tqdm(sorted(clean), desc=f"prepare {subset}", disable=None):
+    for uid in progress_bar(sorted(clean), desc=f"prepare {subset}"):
         c_path, c_len = _to_16k(clean[uid], os.path.join(save_folder, "wav16k", copies[0]), uid)
         n_path, n_len = _to_16k(noisy[uid], os.path.join(save_folder, "wav16k", copies[1]), uid)
         if c_len != n_len:

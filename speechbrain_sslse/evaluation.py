@@ -23,11 +23,11 @@ from typing import Iterable
 
 import numpy as np
 from scipy import stats
-from tqdm import tqdm
 
 from . import metrics
 from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample
 from .output_plan import check_jobs, check_replaceable
+from .progress import progress_bar
 
 LABELS = {"pesq": "PESQ", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL", "stoi": "STOI", "ssnr": "SSNR",
           "si_sdr": "SI-SDR", "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK",
@@ -175,12 +175,12 @@ def score_pairs(jobs: list[tuple[str, str | None, str]], workers: int = 2, desc:
     if dnsmos:
         metrics.load_dnsmos()
     if workers <= 1 or len(jobs) < 2:
-        rows = [score_one(j) for j in tqdm(jobs, desc=desc, disable=None)]
+        rows = [score_one(j) for j in progress_bar(jobs, desc=desc)]
     else:
         with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-            rows = list(tqdm(pool.imap(score_one, jobs, chunksize=2), total=len(jobs), desc=desc, disable=None))
+            rows = list(progress_bar(pool.imap(score_one, jobs, chunksize=2), total=len(jobs), desc=desc))
     if dnsmos:
-        rows = [add_dnsmos(r, j) for r, j in tqdm(list(zip(rows, jobs)), desc=f"{desc}: DNSMOS", disable=None)]
+        rows = [add_dnsmos(r, j) for r, j in progress_bar(list(zip(rows, jobs)), desc=f"{desc}: DNSMOS")]
     return rows
 
 

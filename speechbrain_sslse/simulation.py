@@ -37,11 +37,11 @@ import re
 import sys
 
 import numpy as np
-from tqdm import tqdm
 
 from .audio import SAMPLE_RATE, AudioError, list_audio, same_or_inside, write_audio
 from .data_prep import SUBSETS
 from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, mix, pair_noises
+from .progress import progress_bar
 
 _LIBRI = re.compile(r"^(\d+)-\d+-\d+$")
 
@@ -159,7 +159,7 @@ def simulate(
         rng = random.Random(f"{seed}-{subset}")  # the test split ignores training options
         jobs = [(s, p, r) for s in speakers for p in sorted(by_speaker[s]) for r in range(reps)]
         digest = hashlib.sha256()
-        for k, (spk, path, rep) in enumerate(tqdm(jobs, desc=f"simulate {subset}", disable=None)):
+        for k, (spk, path, rep) in enumerate(progress_bar(jobs, desc=f"simulate {subset}")):
             try:
                 clean = load_mixing_audio(path)[: int(max_seconds * SAMPLE_RATE)]
             except AudioError as err:

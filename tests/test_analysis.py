@@ -119,3 +119,24 @@ def test_analysis_outputs_are_consistent_and_strict(tmp_path, capsys):
     s = analyze(str(cfg), manifest, str(out), n_pairs=2, weights_from=str(tmp_path / "flat.json"))
     text = open(out / "summary.json").read()
     assert s["sources"]["tiny_wavlm"]["pearson_weights_vs_cn"] is None and "NaN" not in text
+
+
+def test_a_failed_rerun_keeps_the_earlier_analysis_and_mismatched_pairs_are_refused(tmp_path):
+    """The distances are computed before an earlier analysis is replaced: a pair that fails
+    (here a noisy file 1 s shorter than its clean one, which would not line up frame by frame)
+    is one clear error and leaves the earlier folder as it was."""
+    import soundfile as sf
+
+    cfg = tmp_path / "tiny_wavlm.json"
+    cfg.write_text(json.dumps(tiny_config()))
+    out = tmp_path / "out"
+    analyze(str(cfg), _manifest(tmp_path), str(out), n_pairs=2)
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    clean = os.path.join(MINI_SET, "clean_trainset_28spk_wav", "p287_001.wav")
+    audio, sr = sf.read(clean)
+    sf.write(tmp_path / "short.wav", audio[:-sr], sr)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"a": {"clean_wav": clean, "noisy_wav": str(tmp_path / "short.wav")}}))
+    with pytest.raises(ValueError, match="not a clean/noisy pair"):
+        analyze(str(cfg), str(bad), str(out), n_pairs=0)
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before

@@ -500,6 +500,17 @@ def test_load_model_names_the_broken_piece(tmp_path):
     assert "cannot load the model" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_another_models_checkpoint_is_named_as_such(tmp_path):
+    """The weights of another model in the folder: the one-line error keeps what torch says
+    after its first line (which tensors do not fit), not only "Error(s) in loading"."""
+    other = os.path.join(os.path.dirname(MODEL), "sslse-tfs-small-dm", "enhancer.ckpt")
+    with pytest.raises(ConfigError) as err:
+        load_model(_model_copy(tmp_path, ckpt_bytes=open(other, "rb").read()))
+    text = str(err.value)
+    assert "cannot load the model" in text and "\n" not in text
+    assert "size mismatch" in text or "Unexpected key" in text or "Missing key" in text, text
+
+
 # -- 6. training reruns keep the folder sound --------------------------------------------------------
 def _train(args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")

@@ -197,3 +197,50 @@ def test_shipped_log1p_models_beat_noisy_on_every_committed_test_set(name, sets)
         assert model["n"] == noisy["n"] and model.get("n_floored", model.get("n_failed")) == 0
         for metric in ("pesq", "stoi"):
             assert model[metric]["mean"] > noisy[metric]["mean"], (path, metric)
+
+
+def test_windows_follow_samples_and_the_bar_counts_every_file(model, tmp_path, monkeypatch):
+    """With a sample budget below one file, every file is a window of its own (memory follows
+    the audio, not the file count) and the outputs equal those of one shared window; the bar
+    steps once per file, a broken one included, and writes even when stderr is not a terminal."""
+    import io
+
+    from speechbrain_sslse import inference, progress
+
+    names = sorted(os.listdir(NOISY))[:3]
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in names:
+        shutil.copy(os.path.join(NOISY, name), src / name)
+    (src / "broken.wav").write_bytes(b"RIFF\x00\x00not a wave")
+    jobs = [(str(src / n), str(tmp_path / "a" / n)) for n in names + ["broken.wav"]]
+    shared = model.enhance_files(jobs, progress=False, keep_outputs=True)
+    steps, windows = [], []
+    real_bar, real_read = inference.progress_bar, inference.EnhanceSSL._read_windows
+
+    def bar(*args, **kwargs):
+        b = real_bar(*args, file=io.StringIO(), **kwargs)
+        update = b.update
+        b.update = lambda n=1: (steps.append(n), update(n))[1]
+        return b
+
+    def read(*args):
+        for items in real_read(*args):
+            windows.append(len(items))
+            yield items
+
+    monkeypatch.setattr(inference, "progress_bar", bar)
+    monkeypatch.setattr(inference.EnhanceSSL, "_read_windows", staticmethod(read))
+    monkeypatch.setattr(inference, "WINDOW_SAMPLES", 1)
+    alone = model.enhance_files([(s, d.replace(f"{os.sep}a{os.sep}", f"{os.sep}b{os.sep}")) for s, d in jobs],
+                                keep_outputs=True)
+    assert windows == [1, 1, 1] and sum(steps) == 4 and len(alone.failed) == len(shared.failed) == 1
+    for (_, a), (_, b) in zip(shared.written, alone.written):
+        torch.testing.assert_close(shared.outputs[a], alone.outputs[b], atol=1e-5, rtol=0)
+    stream = io.StringIO()
+    with progress.progress_bar(range(3), desc="x", file=stream) as b:
+        list(b)
+    assert "3/3" in stream.getvalue()
+    quiet = io.StringIO()
+    list(progress.progress_bar(range(3), enabled=False, file=quiet))
+    assert quiet.getvalue() == ""
