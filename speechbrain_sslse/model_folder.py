@@ -198,16 +198,28 @@ def save_checkpoint(model: torch.nn.Module, path: str) -> bool:
 
 
 def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hparams) -> str:
-    """Copies ``example`` into the folder as ``example.wav`` (bytes unchanged) and writes its
-    enhanced version through ``EnhanceSSL.enhance_file`` on CPU, on a copy of ``model`` (the
-    caller's model keeps its device, train mode and gradients)."""
+    """Copies ``example`` into the folder as ``example.wav`` (a WAV's bytes unchanged; any
+    other format, e.g. FLAC or MP3, decoded and written as WAV, so the name tells the truth)
+    and writes its enhanced version through ``EnhanceSSL.enhance_file`` on CPU, on a copy of
+    ``model`` (the caller's model keeps its device, train mode and gradients)."""
     import copy
 
+    import soundfile as sf
+
+    from .audio import read_audio, write_audio
     from .inference import EnhanceSSL
 
     target = os.path.join(out_folder, EXAMPLE)
     if os.path.abspath(example) != os.path.abspath(target):
-        shutil.copyfile(example, target)
+        wav, rate = read_audio(example)  # one AudioError for a broken file, before anything is copied
+        try:
+            is_wav = sf.info(example).format in ("WAV", "WAVEX", "RF64")
+        except Exception:  # noqa: BLE001 - MP3 through our own reader, not libsndfile
+            is_wav = False
+        if is_wav:
+            shutil.copyfile(example, target)
+        else:
+            write_audio(target, wav, rate)
     copied = copy.deepcopy(model).cpu()
     enhancer = EnhanceSSL(modules={"enhancer": copied}, hparams={"enhancer": copied, **hparams}, run_opts={"device": "cpu"})
     enhanced = os.path.join(out_folder, EXAMPLE_ENHANCED)

@@ -290,3 +290,18 @@ def test_card_scores_are_the_models_own_row(tmp_path):
                     {"Noisy": noisy, "NSNet2": scaled(2.0)}, {"Noisy": noisy, "mine (2 folds)": scaled(1.2)}):
         res = export(systems)
         assert res.returncode != 0 and "no row named 'mine'" in res.stderr, systems.keys()
+
+
+def test_a_flac_example_ships_as_a_real_wav(tmp_path, offline):
+    """``example.wav`` is a WAV whatever the example's format: a FLAC is decoded and
+    written as WAV (same samples), a WAV is copied byte for byte."""
+    data, rate = sf.read(os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav"), dtype="float32")
+    sf.write(tmp_path / "a.flac", data, rate)
+    model = EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1)
+    folder = save_model_folder(model, str(tmp_path / "m"), example=str(tmp_path / "a.flac"))
+    info = sf.info(os.path.join(folder, "example.wav"))
+    assert info.format == "WAV" and info.samplerate == rate
+    assert abs(sf.read(os.path.join(folder, "example.wav"))[0] - sf.read(tmp_path / "a.flac")[0]).max() < 1e-6
+    wav = os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav")
+    folder = save_model_folder(model, str(tmp_path / "w"), example=wav)
+    assert open(os.path.join(folder, "example.wav"), "rb").read() == open(wav, "rb").read()
