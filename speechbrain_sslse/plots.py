@@ -75,21 +75,26 @@ def plot_weight_history(jsonl_path: str, png_path: str) -> None:
 
 
 def plot_fig3(path: str, layer_ids, curves: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
-    """Before vs after fine-tuning: mean CN curves (solid) and weights (dashed)."""
+    """Two (or more) sources side by side, e.g. before vs after fine-tuning: mean CN curves
+    (solid) and, where a source has them, learned weights (dashed, right axis). The title
+    names the sources (``--compare`` need not be a fine-tuning pair) and one legend below the
+    axes covers both, so it hides no curve and is never empty."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    ax2 = ax.twinx()
+    ax2 = ax.twinx() if any(w is not None for _, w in curves.values()) else None
+    handles = []
     for i, (label, (dist, weights)) in enumerate(curves.items()):
-        ax.plot(layer_ids, minmax(dist.mean(0)), color=f"C{i}", lw=2, label=f"CN distance: {label}")
-        if weights is not None:
-            ax2.plot(layer_ids, weights, color=f"C{i}", ls="--", marker="o", label=f"weights: {label}")
+        handles += ax.plot(layer_ids, minmax(dist.mean(0)), color=f"C{i}", lw=2, label=f"CN distance: {label}")
+        if weights is not None and ax2 is not None:
+            handles += ax2.plot(layer_ids, weights, color=f"C{i}", ls="--", marker="o", label=f"weights: {label}")
     ax.set_xticks(list(layer_ids))
     ax.set_xlabel("layer")
     ax.set_ylabel("normalised CN distance")
-    ax2.set_ylabel("learned layer weight")
-    ax.legend(loc="upper left", fontsize=8)
-    ax2.legend(loc="upper right", fontsize=8)
-    ax.set_title("CN distance and layer weights before vs after fine-tuning")
+    if ax2 is not None:
+        ax2.set_ylabel("learned layer weight")
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    title = "CN distance" + (" and layer weights" if ax2 is not None else "") + ": " + " vs ".join(curves)
+    ax.set_title(title if len(title) <= 90 else title[:87] + "...", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
