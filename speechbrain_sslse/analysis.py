@@ -44,32 +44,31 @@ def cn_distance_from_states(clean: Sequence[torch.Tensor], noisy: Sequence[torch
 
 def cn_distances(
     encoder: SSLEncoder, pairs: Sequence[tuple[str, str]], batch_size: int = 4, device: str = "cpu",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """(pairs, layers) distances over ``encoder.layer_ids``; pairs are (clean, noisy) paths.
     Pairs run in padded batches (the encoder masks padding exactly); a pair whose lengths
     differ by more than ``LENGTH_TOLERANCE`` samples is refused (``ValueError``)."""
     encoder = encoder.to(device).eval()
     rows = []
-    bar = progress_bar(total=len(pairs), desc="CN distance", unit="pair", enabled=progress)
-    for k in range(0, len(pairs), batch_size):
-        sigs = []
-        for clean, noisy in pairs[k : k + batch_size]:
-            c, x = read_mono_16k(clean), read_mono_16k(noisy)
-            if abs(len(c) - len(x)) > LENGTH_TOLERANCE:  # not a pair: its frames would not line up
-                raise ValueError(f"{clean} ({len(c)} samples) and {noisy} ({len(x)}) differ by more than "
-                                 f"{LENGTH_TOLERANCE} samples: not a clean/noisy pair of one recording")
-            n = min(len(c), len(x))
-            sigs += [c[:n], x[:n]]
-        lengths = torch.tensor([len(s) for s in sigs])
-        batch = torch.stack([torch.nn.functional.pad(s, (0, int(lengths.max()) - len(s))) for s in sigs]).to(device)
-        with torch.inference_mode():
-            states, frames, _ = encoder.hidden_states(batch, lengths.to(device))
-        for i in range(0, len(sigs), 2):
-            f = int(frames[i])
-            rows.append(cn_distance_from_states([s[i, :f].cpu() for s in states], [s[i + 1, :f].cpu() for s in states]))
-            bar.update(1)
-    bar.close()
+    with progress_bar(total=len(pairs), desc="CN distance", unit="pair", enabled=progress) as bar:
+        for k in range(0, len(pairs), batch_size):
+            sigs = []
+            for clean, noisy in pairs[k : k + batch_size]:
+                c, x = read_mono_16k(clean), read_mono_16k(noisy)
+                if abs(len(c) - len(x)) > LENGTH_TOLERANCE:  # not a pair: its frames would not line up
+                    raise ValueError(f"{clean} ({len(c)} samples) and {noisy} ({len(x)}) differ by more than "
+                                     f"{LENGTH_TOLERANCE} samples: not a clean/noisy pair of one recording")
+                n = min(len(c), len(x))
+                sigs += [c[:n], x[:n]]
+            lengths = torch.tensor([len(s) for s in sigs])
+            batch = torch.stack([torch.nn.functional.pad(s, (0, int(lengths.max()) - len(s))) for s in sigs]).to(device)
+            with torch.inference_mode():
+                states, frames, _ = encoder.hidden_states(batch, lengths.to(device))
+            for i in range(0, len(sigs), 2):
+                f = int(frames[i])
+                rows.append(cn_distance_from_states([s[i, :f].cpu() for s in states], [s[i + 1, :f].cpu() for s in states]))
+                bar.update(1)
     return np.stack(rows)
 
 

@@ -26,7 +26,7 @@ from scipy import stats
 
 from . import metrics
 from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample
-from .output_plan import check_jobs, check_replaceable
+from .output_plan import check_jobs
 from .progress import progress_bar
 
 LABELS = {"pesq": "PESQ", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL", "stoi": "STOI", "ssnr": "SSNR",
@@ -427,8 +427,7 @@ def evaluate_model(enhancer, items: list[tuple[str, str, str]], out_dir: str, na
     target = {uid: os.path.join(enhanced_dir, f"{uid}.wav") for uid, _, _ in items}
     jobs = [(noisy, target[uid]) for uid, _, noisy in items]
     check_jobs(jobs, protected=[clean for _, clean, _ in items])  # the references are inputs too
-    check_replaceable(jobs, enhanced_dir)  # a rerun replaces its own outputs, nothing else
-    report = enhancer.enhance_files(jobs, record_in=enhanced_dir)
+    report = enhancer.enhance_files(jobs, record_in=enhanced_dir)  # replaces only its own earlier outputs
     failed = dict(report.failed)
     rows = score_pairs([(u, c, target[u]) for u, c, n in items if n not in failed], workers, f"scoring {name}", dnsmos)
     rows += [floored_row(u, f"enhancement failed: {failed[n]}", dnsmos) for u, _, n in items if n in failed]

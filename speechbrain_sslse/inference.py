@@ -21,7 +21,7 @@ from speechbrain.utils.fetching import LocalStrategy
 
 from .audio import SAMPLE_RATE, AudioError, output_format, read_audio, resample, write_audio
 from .errors import ConfigError, DataWarning
-from .output_plan import check_jobs, record_output
+from .output_plan import check_jobs, check_replaceable, record_output
 from .progress import progress_bar
 
 #: ``enhance_files`` reads at most about this many samples (all channels) before enhancing
@@ -187,7 +187,7 @@ class EnhanceSSL(Pretrained):
             if out is not None:
                 yield src, dst, rate, out
 
-    def enhance_files(self, jobs: list[tuple[str, str]], batch_size: int | None = None, progress: bool = True,
+    def enhance_files(self, jobs: list[tuple[str, str]], batch_size: int | None = None, progress: bool | None = None,
                       window: int = 32, keep_outputs: bool = False, record_in: str | None = None) -> "FilesReport":
         """The one path from files to enhanced files, used by ``enhance_file``, the
         ``sslse-enhance`` command and evaluation. ``jobs``: (input, output) pairs; checked
@@ -197,8 +197,12 @@ class EnhanceSSL(Pretrained):
         samples), each output written (atomically) as soon as it is ready. A file that cannot be read, enhanced or written is a per-file failure;
         the others go on. ``keep_outputs``: also return the enhanced tensors (memory!).
         ``record_in``: the output folder whose record (``output_plan.OUTPUT_RECORD``) lists
-        each output as it is written, so that a rerun may replace it and nothing else."""
+        each output as it is written, so that a rerun may replace it and nothing else (an
+        existing file there that the record does not vouch for is refused first).
+        ``progress``: None follows ``progress.show_progress`` (the commands' ``--quiet``)."""
         check_jobs(jobs)
+        if record_in is not None:
+            check_replaceable(jobs, record_in)
         report = FilesReport()
         todo = []
         for src, dst in jobs:
@@ -226,6 +230,7 @@ class EnhanceSSL(Pretrained):
                 except OSError as err:  # written, but the record could not be: a rerun would refuse it
                     report.failed.append((src, f"{dst} written but not recorded in its folder: {err}"))
             bar.update(left)  # files whose enhancement failed
+            del items  # the next window is read without this one still held
         bar.close()
         return report
 

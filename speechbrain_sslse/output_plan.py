@@ -172,12 +172,17 @@ def check_replaceable(jobs: Sequence[tuple[str, str]], out_dir: str) -> None:
     unless an earlier run wrote exactly that file (same size and time): a recording of the
     user's that happens to carry an output's name is never replaced."""
     record = recorded_outputs(out_dir)
-    foreign = [dst for _, dst in jobs if os.path.lexists(dst)
-               and record.get(os.path.relpath(dst, out_dir)) != (_stamp(dst) if os.path.isfile(dst) else None)]
+
+    def ours(dst: str) -> bool:  # a regular file (not a link, folder or pipe) exactly as a run left it
+        return (os.path.isfile(dst) and not os.path.islink(dst)
+                and record.get(os.path.relpath(dst, out_dir)) == _stamp(dst))
+
+    foreign = [dst for _, dst in jobs if os.path.lexists(dst) and not ours(dst)]
     if foreign:
         names = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise PlanError(f"{len(foreign)} existing file(s) that no earlier run wrote (or changed since) would be "
-                        f"replaced: {names}; move them or choose another output folder")
+        raise PlanError(f"{len(foreign)} existing entr(y/ies) not recorded as unchanged outputs of this tool "
+                        f"in {os.path.join(out_dir, OUTPUT_RECORD)} would be replaced: {names}; move them or "
+                        "choose another output folder")
 
 
 def plan_outputs(

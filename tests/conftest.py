@@ -103,3 +103,14 @@ def speech_and_noise_folders(root, speakers: int, noises: int) -> tuple[str, str
     for k in range(noises):
         sf.write(os.path.join(root, "noise", f"noise{k}.wav"), 0.1 * rng.standard_normal(16000 * (2 + k)), 16000)
     return os.path.join(root, "speech"), os.path.join(root, "noise")
+
+
+@pytest.fixture(autouse=True)
+def _progress_default():
+    """A command run with -q switches bars off for its whole process; each test starts with
+    the default, as a fresh process would."""
+    from speechbrain_sslse.progress import show_progress
+
+    show_progress(True)
+    yield
+    show_progress(True)

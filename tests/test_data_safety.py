@@ -408,10 +408,30 @@ def test_a_rerun_replaces_only_its_own_unchanged_outputs(tmp_path, capsys):
     sf.write(out / "b.wav", SPEECH[:8000], 16000)  # the user edits an output: now theirs
     before = _snapshot(out)
     code, io = _run([str(src), "-o", str(out)], capsys)
-    assert code == 2 and "no earlier run wrote (or changed since)" in io.err and str(out / "b.wav") in io.err
+    assert code == 2 and "not recorded as unchanged outputs" in io.err and str(out / "b.wav") in io.err
     assert _snapshot(out) == before
     os.remove(out / "b.wav")
+    os.symlink(tmp_path / "nowhere.wav", out / "b.wav")  # a dangling link is not an output either
+    code, io = _run([str(src), "-o", str(out)], capsys)
+    assert code == 2 and str(out / "b.wav") in io.err and os.path.islink(out / "b.wav")
+    os.remove(out / "b.wav")
     assert _run([str(src), "-o", str(out)], capsys)[0] == 0  # a.wav is still its own
+    # the Python API's file path obeys the same record: a user's file is refused before any work
+    (out / "a.wav").write_bytes(b"my own recording")
+    model = load_model(MODEL)
+    with pytest.raises(PlanError, match="not recorded as unchanged outputs"):
+        model.enhance_files([(str(src / "a.wav"), str(out / "a.wav"))], record_in=str(out))
+    assert (out / "a.wav").read_bytes() == b"my own recording"
+
+
+def test_quiet_hides_every_bar(tmp_path, capsys):
+    """-q turns off the bars of enhancing and scoring alike (evaluate's enhance step asks the
+    same switch the commands set)."""
+    out = tmp_path / "ev"
+    code = evaluate_main(["-q", "enhance", "--model", MODEL, "--out", str(out), "--workers", "1",
+                          "--manifest", os.path.join(MINI_SET, "clean_testset_wav") + ":" + NOISY])
+    err = capsys.readouterr().err
+    assert code == 0 and "enhancing" not in err and "it/s" not in err and "file/s" not in err, err
 
 
 def test_rerun_counts_only_what_it_replaced(tmp_path, capsys):

@@ -219,6 +219,7 @@ def test_windows_follow_samples_and_the_bar_counts_every_file(model, tmp_path, m
     real_bar, real_read = inference.progress_bar, inference.EnhanceSSL._read_windows
 
     def bar(*args, **kwargs):
+        kwargs["enabled"] = True  # whatever an earlier -q command in this process set
         b = real_bar(*args, file=io.StringIO(), **kwargs)
         update = b.update
         b.update = lambda n=1: (steps.append(n), update(n))[1]
@@ -237,9 +238,11 @@ def test_windows_follow_samples_and_the_bar_counts_every_file(model, tmp_path, m
     assert windows == [1, 1, 1] and sum(steps) == 4 and len(alone.failed) == len(shared.failed) == 1
     for (_, a), (_, b) in zip(shared.written, alone.written):
         torch.testing.assert_close(shared.outputs[a], alone.outputs[b], atol=1e-5, rtol=0)
-    stream = io.StringIO()
-    with progress.progress_bar(range(3), desc="x", file=stream) as b:
-        list(b)
+    stream = io.StringIO()  # not a terminal: nothing for a job shorter than LOG_DELAY ...
+    list(progress.progress_bar(range(3), desc="x", file=stream, enabled=True))
+    assert stream.getvalue() == ""
+    monkeypatch.setattr(progress, "LOG_DELAY", 0.0)  # ... and the bar once a job runs longer
+    list(progress.progress_bar(range(3), desc="x", file=stream, enabled=True))
     assert "3/3" in stream.getvalue()
     quiet = io.StringIO()
     list(progress.progress_bar(range(3), enabled=False, file=quiet))
