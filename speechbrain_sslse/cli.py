@@ -182,6 +182,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                    help="add DNSMOS P.835 SIG/BAK/OVRL and P.808 (needs pip install -e \".[dnsmos]\"); "
                    "default: on without --clean, off with it")
     for p in (e, s):
+        # after the sub-command too; SUPPRESS keeps a -q given before it from being reset
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="no progress bars or third-party notices")
         p.add_argument("--out", required=True, help="output folder for CSVs and summaries")
         p.add_argument("--workers", type=positive_int, default=2, help="scoring processes")
     args, code = _parse(ap, argv)

@@ -37,7 +37,10 @@ def _glob_root(pattern: str) -> str:
         if glob.has_magic(part):
             break
         fixed.append(part)
-    return os.sep.join(fixed) or "."
+    root = os.sep.join(fixed)
+    if not root and os.path.isabs(pattern):  # "/*.wav": the filesystem root, not the current folder
+        return os.sep
+    return root or "."
 
 
 def _inside_only(exclude: Sequence[str], root: str) -> list[str]:
@@ -57,7 +60,9 @@ def expand_inputs(
     problems: list[tuple[str, str]] = []
     for item in inputs:
         if os.path.isdir(item):
-            files = list_audio(item, exclude=_inside_only(exclude, item), skipped=problems)
+            hidden = _inside_only(exclude, item)
+            files = list_audio(item, exclude=hidden, skipped=problems)
+            problems += _left_in_output_folders(hidden)
             if not files:
                 problems.append((item, f"is a directory with no audio files ({', '.join(AUDIO_EXTENSIONS)})"))
             found += [(p, os.path.relpath(p, item)) for p in files]
@@ -74,11 +79,31 @@ def expand_inputs(
             hidden = _inside_only(exclude, root)
             for m in matches:
                 if os.path.isfile(m):
-                    if not any(same_or_inside(m, e) for e in hidden):
+                    held = [e for e in hidden if same_or_inside(m, e)]
+                    if not held:
                         found.append((m, os.path.relpath(m, root)))
+                    elif not _recorded(m, held[0]):
+                        problems.append((m, IN_OUTPUT_FOLDER))
                 elif not os.path.isdir(m):
                     problems.append((m, NOT_REGULAR))
     return found, problems
+
+
+IN_OUTPUT_FOLDER = ("lies in the output folder, which is not read as input, and no run wrote it there: "
+                    "not enhanced (move it out of the output folder)")
+
+
+def _recorded(path: str, out_dir: str) -> bool:
+    """Whether ``path`` (below ``out_dir``) is an output a run wrote there, unchanged."""
+    stamp = recorded_outputs(out_dir).get(os.path.relpath(path, out_dir))
+    return stamp is not None and os.path.isfile(path) and stamp == _stamp(path)
+
+
+def _left_in_output_folders(folders: Sequence[str]) -> list[tuple[str, str]]:
+    """(file, reason) for audio in output folders inside an input folder that no run wrote:
+    a user's recording there is named as not enhanced, never dropped without a word."""
+    return [(p, IN_OUTPUT_FOLDER) for folder in folders if os.path.isdir(folder)
+            for p in list_audio(folder) if not _recorded(p, folder)]
 
 
 def check_jobs(jobs: Sequence[tuple[str, str]], protected: Sequence[str] = ()) -> None:
@@ -204,6 +229,12 @@ def plan_outputs(
             continue
         seen.add(_real(path))
         jobs.append((path, os.path.join(out_dir, os.path.splitext(rel)[0] + suffix)))
+    top = os.path.normpath(os.path.abspath(out_dir))
+    outside = [dst for _, dst in jobs  # by name, not by links: what the path says is where it goes
+               if not os.path.normpath(os.path.abspath(dst)).startswith(top.rstrip(os.sep) + os.sep)]
+    if outside:  # e.g. a path that climbs out with "..": never written beyond the folder asked for
+        raise PlanError(f"{len(outside)} output(s) would land outside {out_dir} (first: {outside[0]}); "
+                        "give inputs below one folder or glob")
     check_jobs(jobs)
     check_replaceable(jobs, out_dir)
     return jobs, problems

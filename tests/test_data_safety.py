@@ -432,6 +432,33 @@ def test_quiet_hides_every_bar(tmp_path, capsys):
                           "--manifest", os.path.join(MINI_SET, "clean_testset_wav") + ":" + NOISY])
     err = capsys.readouterr().err
     assert code == 0 and "enhancing" not in err and "it/s" not in err and "file/s" not in err, err
+    code = evaluate_main(["score", "--enhanced", str(out / "enhanced"), "--clean",
+                          os.path.join(MINI_SET, "clean_testset_wav"), "--out", str(tmp_path / "sc"), "-q"])
+    assert code == 0, capsys.readouterr().err  # -q after the sub-command is accepted too
+
+
+def test_a_recording_left_in_the_output_folder_is_named_not_dropped(tmp_path, capsys):
+    """An output folder inside the input folder is not read back as input; a recording of the
+    user's that sits there (no run wrote it) is reported as not enhanced instead of vanishing
+    from the run, while the run's own earlier outputs there are left out without a word."""
+    src = tmp_path / "rec"
+    (src / "day2").mkdir(parents=True)
+    sf.write(src / "a.wav", SPEECH, 16000)
+    sf.write(src / "day2" / "mine.wav", SPEECH, 16000)
+    code, io = _run([str(src), "-o", str(src / "day2")], capsys)
+    assert code == 1 and "mine.wav" in io.err and "no run wrote it there" in io.err
+    assert sf.read(src / "day2" / "mine.wav")[0].shape == SPEECH.shape  # untouched
+    os.remove(src / "day2" / "mine.wav")
+    code, io = _run([str(src), "-o", str(src / "day2")], capsys)  # only its own a.wav there now
+    assert code == 0 and "skipped" not in io.err, io.err
+
+
+def test_a_glob_at_the_filesystem_root_mirrors_below_the_output_folder():
+    from speechbrain_sslse.output_plan import _glob_root
+
+    assert _glob_root(os.sep + "*.wav") == os.sep  # was ".": outputs climbed out with ../..
+    assert _glob_root(os.path.join(os.sep, "*", "x.wav")) == os.sep
+    assert _glob_root(os.path.join("data", "*.wav")) == "data" and _glob_root("*.wav") == "."
 
 
 def test_rerun_counts_only_what_it_replaced(tmp_path, capsys):
