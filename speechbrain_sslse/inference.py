@@ -366,7 +366,11 @@ def _load_model(path: str, ssl_source: str | None, device: str, precision: str) 
         from .checkpoints import best_checkpoint
         from .hparams import load_hparams
 
-        hparams = load_hparams(os.path.join(path, "hyperparams.yaml"), {"ssl_source": ssl_source} if ssl_source else {})
+        overrides = {"ssl_source": ssl_source} if ssl_source else {}
+        # the run's own checkpointer would create its save folder relative to the current
+        # directory (a stray results/... wherever the model is loaded from): not built here
+        overrides["checkpointer"] = None
+        hparams = load_hparams(os.path.join(path, "hyperparams.yaml"), overrides)
         enhancer = hparams["enhancer"]
         found = Checkpointer(os.path.join(path, "save"), {"enhancer": enhancer}).recover_if_possible(
             **best_checkpoint(hparams.get("ckpt_key", "loss")))
@@ -375,4 +379,16 @@ def _load_model(path: str, ssl_source: str | None, device: str, precision: str) 
         return EnhanceSSL(modules={"enhancer": enhancer}, hparams={"enhancer": enhancer}, run_opts=run_opts)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "hyperparams.yaml")):
         raise ConfigError(f"{path}: neither an exported model folder nor a recipe folder (no hyperparams.yaml)")
-    return EnhanceSSL.from_hparams(path, run_opts=run_opts)
+    overrides = {"ssl_encoder": {"source": ssl_source}} if ssl_source and _names_hub_encoder(path) else None
+    return EnhanceSSL.from_hparams(path, run_opts=run_opts, overrides=overrides)
+
+
+def _names_hub_encoder(folder: str) -> bool:
+    """Whether a model folder's hyperparams.yaml loads its SSL encoder from a source (a
+    frozen hub encoder): only then can ``ssl_source`` stand in for it. A hub id (no local
+    file) is assumed to. Models without an encoder, or with its weights inside, ignore it."""
+    try:
+        text = open(os.path.join(folder, "hyperparams.yaml"), encoding="utf-8").read()
+    except OSError:
+        return True
+    return re.search(r"^ssl_encoder: !new:[\w.]+\n(?:  .*\n)*?  source: (?!null)\S", text, re.M) is not None

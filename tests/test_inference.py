@@ -247,3 +247,18 @@ def test_windows_follow_samples_and_the_bar_counts_every_file(model, tmp_path, m
     quiet = io.StringIO()
     list(progress.progress_bar(range(3), enabled=False, file=quiet))
     assert quiet.getvalue() == ""
+
+
+def test_loading_a_recipe_folder_writes_nothing_where_it_is_loaded(smoke_run, tmp_path, monkeypatch):
+    """The run's hyperparams.yaml names its save folder relative to where it trained; loading
+    the model from elsewhere must not create that folder (it did: a stray results/.../save)."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    text = (run / "hyperparams.yaml").read_text()
+    assert str(smoke_run) in text
+    (run / "hyperparams.yaml").write_text(text.replace(str(smoke_run), "results/smoke/1"))  # as a run from a checkout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_model(str(run)) is not None
+    assert os.listdir(elsewhere) == []

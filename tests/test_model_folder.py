@@ -305,3 +305,20 @@ def test_a_flac_example_ships_as_a_real_wav(tmp_path, offline):
     wav = os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav")
     folder = save_model_folder(model, str(tmp_path / "w"), example=wav)
     assert open(os.path.join(folder, "example.wav"), "rb").read() == open(wav, "rb").read()
+
+
+def test_ssl_source_stands_in_for_the_hub_encoder_a_folder_names(tiny_folders, tmp_path, offline):
+    """A model folder whose frozen encoder is a hub id loads offline with ``ssl_source`` (the
+    commands' --ssl-source): it was ignored for exported folders, so the error's own advice
+    did not help. Folders without a hub encoder ignore it."""
+    torch.manual_seed(0)
+    model = EnhancementModel(SSLEncoder(source=tiny_folders["wavlm"]), input="cross").eval()
+    folder = save_model_folder(model, str(tmp_path / "m"), ssl_source="owner/tiny-wavlm")
+    with pytest.raises(ConfigError, match="owner/tiny-wavlm"):
+        load_model(folder)
+    x = torch.randn(1, 16000) * 0.1
+    with torch.no_grad():
+        expected = model.enhance(x)
+    torch.testing.assert_close(load_model(folder, ssl_source=tiny_folders["wavlm"]).enhance_batch(x), expected,
+                               atol=1e-5, rtol=0)
+    load_model(os.path.join(ROOT, "pretrained", "sslse-log1p-sim"), ssl_source=tiny_folders["wavlm"])

@@ -97,6 +97,21 @@ def test_frozen_mode_skips_hub_weights_in_checkpoints(tiny_folders, tmp_path):
     assert any(k.startswith("ssl.layer_sum.") for k in state)
     # the folder rebuilds its encoder from the local source it was trained with
     assert load_model(str(tmp_path)).mods.enhancer.ssl.source == tiny_folders["wavlm"]
+    # exporting it would write that local path into the model folder: refused without a hub id
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    export = [sys.executable, os.path.join(ROOT, "recipes", "VCTK", "export.py"), str(tmp_path), str(tmp_path / "m"),
+              "--example", ""]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    res = subprocess.run(export, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2 and "--ssl_hub_id" in res.stderr and not (tmp_path / "m").exists(), res.stderr
+    res = subprocess.run(export + ["--ssl_hub_id", "owner/tiny-wavlm"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "source: owner/tiny-wavlm" in (tmp_path / "m" / "hyperparams.yaml").read_text()
 
 
 def test_partial_mode_uses_two_optimisers_without_clipping(tiny_folders, tmp_path):

@@ -340,7 +340,7 @@ def model_card(enhancer, name: str, summaries: dict[str, dict], training: str, l
                    f'model = "{source}"  # {source_note}\n'
                    "EnhanceSSL.from_hparams(source=model).enhance_file(os.path.join(model, "
                    f'"{EXAMPLE}"), "{EXAMPLE_ENHANCED}")  # a local folder\n```\n\n')
-        example_files = (f"| `{EXAMPLE}` | a short real noisy input (16 kHz) |\n"
+        example_files = (f"| `{EXAMPLE}` | a short noisy input (see Example) |\n"
                          f"| `{EXAMPLE_ENHANCED}` | its enhanced version (float WAV) |\n")
     ckpt = "masker" + (" + layer weights and norms" if ssl is not None and ssl.output == "weighted_sum" else "")
     if ssl is not None:
@@ -361,7 +361,7 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
            training: str = "", limitations: str = "", ssl_source: str | None = None,
            datasets: list[str] | None = None, hub_id: str | None = None, code_url: str | None = None,
            example: str | None = DEFAULT_EXAMPLE, example_note: str | None = None, license: str = "apache-2.0",
-           replace: bool = False) -> str:
+           replace: bool = False, ssl_hub_id: str | None = None) -> str:
     """Loads ``recipe_folder`` (a trained recipe folder, or a model folder) and writes
     ``out_folder`` with its card; returns ``out_folder``. ``replace``: ``out_folder`` may
     hold another model, which is replaced (``model_folder.export_target``)."""
@@ -371,6 +371,18 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
     enhancer = interface.mods.enhancer
     settings = recipe_settings(recipe_folder)
     hub_ssl = settings.get("ssl_source") if ssl_source else None  # what the recipe named, not the local copy
+    if ssl_source and not settings:  # a model folder: the name its own hyperparams.yaml gives
+        found = re.search(r"^ssl_encoder: !new:[\w.]+\n(?:  .*\n)*?  source: (\S+)",
+                          open(os.path.join(recipe_folder, "hyperparams.yaml"), encoding="utf-8").read(), re.M)
+        hub_ssl = found.group(1) if found and found.group(1) != "null" else None
+    ssl = enhancer.ssl
+    if ssl is not None and not ssl.backbone_in_checkpoint:  # a frozen encoder is named, not shipped
+        named = ssl_hub_id or (hub_ssl if isinstance(hub_ssl, str) else None) or ssl.init_args.get("source")
+        if not ssl_hub_id and isinstance(named, str) and os.path.exists(os.path.expanduser(named)):
+            raise ConfigError(f"the frozen SSL encoder would be named by the local path {named}: the folder "
+                              "would not load on another machine; pass --ssl_hub_id OWNER/NAME (the hub id "
+                              "of that encoder)")
+        hub_ssl = named
     target = export_target(out_folder, enhancer)
     if target == "other" and not replace:
         raise ConfigError(f"{out_folder} holds another model (its enhancer.ckpt differs); pass --replace to "
@@ -413,22 +425,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--example", default=DEFAULT_EXAMPLE, help="short noisy file shipped as example.wav ('' for none)")
     ap.add_argument("--example_note", help="what the example file is, for the card")
     ap.add_argument("--license", default="apache-2.0")
-    ap.add_argument("--ssl_source", help="local folder for a hub encoder when offline (the card keeps the hub id)")
+    ap.add_argument("--ssl_source", help="local folder for a hub encoder when offline (the card keeps the hub id "
+                                         "the recipe named)")
+    ap.add_argument("--ssl_hub_id", help="hub id to write for a frozen encoder the recipe loaded from a local "
+                                         "folder (required then: a local path would not load elsewhere)")
     ap.add_argument("--replace", action="store_true",
                     help="out_folder holds another model: replace it (its card's sections are not carried over)")
     args = ap.parse_args(argv)
     bad = [s for s in args.summary if "=" not in s]
     if bad:
         ap.error(f"--summary takes LABEL=path/to/summary.json, got {bad[0]!r}")
+    summaries = [s.rsplit("=", 1) for s in args.summary]  # a label may hold "=", a path rarely does
+    labels = [label for label, _ in summaries]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:  # a dict would keep only the last one, silently
+        ap.error(f"--summary label given twice: {twice[0]!r}")
 
     def text(value: str) -> str:
         return open(value[1:], encoding="utf-8").read().strip() if value.startswith("@") else value
 
     try:
-        out = export(args.recipe_folder, args.out_folder, args.name, dict(s.split("=", 1) for s in args.summary),
+        out = export(args.recipe_folder, args.out_folder, args.name, dict(summaries),
                      text(args.training), text(args.limitations), ssl_source=args.ssl_source, datasets=args.dataset,
                      hub_id=args.hub_id, code_url=args.code_url, example=args.example,
-                     example_note=args.example_note, license=args.license, replace=args.replace)
+                     example_note=args.example_note, license=args.license, replace=args.replace,
+                     ssl_hub_id=args.ssl_hub_id)
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
