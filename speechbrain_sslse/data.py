@@ -88,3 +88,23 @@ def authors_split(
         raise ValueError(f"a {test_size} validation fraction of {n} items leaves an empty split")
     order = np.random.RandomState(random_state).permutation(n)
     return [items[i] for i in order[n_valid:]], [items[i] for i in order[:n_valid]]
+
+
+def separate_rank_streams(seed: int, rank: int) -> None:
+    """Moves DDP rank ``rank`` > 0 to its own global random stream (torch, numpy, random).
+
+    SpeechBrain seeds every rank with the same seed (so parameters start equal), and the
+    static training set's random crops and gains draw from that global stream: each rank
+    would give its k-th utterance the k-th gain of every other rank. Called after the model
+    is built; rank 0 keeps the single-process stream, so a one-GPU run is unchanged.
+    (Dynamic mixing and validation crops draw from ``epoch_generator`` and are not affected.)"""
+    if rank <= 0:
+        return
+    import random
+
+    import numpy as np
+
+    derived = int.from_bytes(hashlib.sha256(f"{seed}/rank/{rank}".encode()).digest()[:4], "little")
+    torch.manual_seed(derived)
+    np.random.seed(derived)
+    random.seed(derived)

@@ -138,9 +138,35 @@ def _pairs(data_folder: str, save_folder: str, subset: str, folders: tuple[str, 
     return entries
 
 
-def split_valid(train: dict[str, dict], valid_split: str, valid_ratio: float, seed: int) -> tuple[dict, dict]:
+def split_valid(train: dict[str, dict], valid_split: str, valid_ratio: float, seed: int,
+                sources: dict[str, str] | None = None) -> tuple[dict, dict]:
     """(train, valid): the authors' split, a seeded random utterance split or the p226 + p287
-    speaker split."""
+    speaker split. ``sources`` ({id: clean source file}, from a simulated set's
+    ``simulation.json``): mixtures of one source utterance never straddle the split (with
+    ``--train_mixtures 2`` each utterance is two ids, and validation held the very speech
+    training saw): every mixture of a source with one id in validation goes to validation."""
+    rest, valid = _split_ids(train, valid_split, valid_ratio, seed)
+    if sources:
+        held = {sources[u] for u in valid if u in sources}
+        moved = {u for u in rest if sources.get(u) in held}
+        rest = {u: e for u, e in rest.items() if u not in moved}
+        valid = {u: train[u] for u in sorted(set(valid) | moved)}
+        if not rest:
+            raise PrepError("the validation split left no training utterances")
+    return rest, valid
+
+
+def simulated_sources(data_folder: str) -> dict[str, str]:
+    """{training id: its clean source file} of a set rendered by ``simulate_vbd.py`` ({} for
+    any other data folder)."""
+    try:
+        with open(os.path.join(data_folder, "simulation.json"), encoding="utf-8") as f:
+            return {e["id"]: e["speech"] for e in json.load(f).get("train", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _split_ids(train: dict[str, dict], valid_split: str, valid_ratio: float, seed: int) -> tuple[dict, dict]:
     if valid_split == "authors":
         # the authors' list: noisy file paths of one folder, sorted (full paths share the
         # folder, so the order is that of the file names)
@@ -244,7 +270,8 @@ def prepare_vctk(
     if valid_split == "folder":
         train, valid = _pairs(data_folder, save_folder, "train"), _pairs(data_folder, save_folder, "valid")
     else:
-        train, valid = split_valid(_pairs(data_folder, save_folder, "train", own), valid_split, valid_ratio, seed)
+        train, valid = split_valid(_pairs(data_folder, save_folder, "train", own), valid_split, valid_ratio, seed,
+                                   simulated_sources(data_folder) if own is None else None)
     if test_folders is not None:
         test = _pairs(data_folder, save_folder, "test", test_folders)
     elif own is not None:

@@ -215,3 +215,24 @@ def test_speech_speed_moves_pitch_and_filters_what_would_fold_over():
         _dataset_args_check(speech_speed_range=(1.1, 0.9))
     with pytest.raises(ValueError, match="speech_eq_db"):
         _dataset_args_check(speech_eq_db=-1.0)
+
+
+def test_static_set_ranks_draw_their_own_crops_and_gains():
+    """SpeechBrain seeds every DDP rank alike; after separate_rank_streams each rank > 0 draws
+    other crops and gains than rank 0, and rank 0 keeps the single-process stream."""
+    import torch
+    from speechbrain.utils import seed_everything
+
+    from speechbrain_sslse.data import random_crop_pair, random_gain, separate_rank_streams
+
+    x = torch.arange(48000, dtype=torch.float32) / 48000
+
+    def draws(rank):
+        seed_everything(999, verbose=False)
+        separate_rank_streams(999, rank)
+        return [random_gain(*random_crop_pair(x, x, 20480))[0][:3].tolist() for _ in range(4)]
+
+    seed_everything(999, verbose=False)
+    single = [random_gain(*random_crop_pair(x, x, 20480))[0][:3].tolist() for _ in range(4)]
+    assert draws(0) == single
+    assert draws(1) != single and draws(2) != draws(1) and draws(1) == draws(1)

@@ -139,3 +139,21 @@ def test_noises_sharing_a_file_name_are_told_apart(sources, tmp_path):
     names = s["train_noises"] + s["test_noises"]
     assert len(set(names)) == 4 and not set(s["train_noises"]) & set(s["test_noises"])
     assert all(n.startswith("noise/") for n in names)
+
+
+def test_two_mixtures_of_one_utterance_never_straddle_train_and_valid(sources, tmp_path):
+    """With --train_mixtures 2 every training utterance is two ids; a random (or authors')
+    validation split took ids, so validation held speech that training saw in another mix.
+    prepare_vctk keeps every mixture of a source utterance on one side."""
+    from speechbrain_sslse.data_prep import prepare_vctk
+
+    s = simulate([sources[0]], [sources[1]], str(tmp_path / "sim"), test_fraction=0.25, noise_test_fraction=0.25,
+                 train_mixtures=2)
+    speech = {e["id"]: e["speech"] for e in s["train"]}
+    assert len(speech) == 2 * len(set(speech.values()))
+    for split in ("random", "authors"):
+        paths = prepare_vctk(str(tmp_path / "sim"), str(tmp_path / split), split, 0.2, 999)
+        train, valid = (json.load(open(paths[k])) for k in ("train", "valid"))
+        assert valid and train
+        assert not {speech[u] for u in train} & {speech[u] for u in valid}, split
+        assert set(train) | set(valid) == set(speech)

@@ -28,7 +28,7 @@ from speechbrain_sslse.audio import AudioError, write_audio
 from speechbrain_sslse.checkpoints import (AVERAGED, CheckpointError, average_last_epochs, best_checkpoint,
                                           check_checkpoints, keep_best, write_text_atomic)
 from speechbrain_sslse.errors import ConfigError
-from speechbrain_sslse.data import random_crop_pair, random_gain, validation_crop_pair
+from speechbrain_sslse.data import random_crop_pair, random_gain, separate_rank_streams, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.data_prep import PrepError, check_same_source, prepare_vctk
 from speechbrain_sslse.mixing import DynamicMixDataset
@@ -124,7 +124,8 @@ class SSLSEBrain(sb.Brain):
         if done:  # a rerun of a finished folder: that mean is already a candidate
             logger.info("average of epochs %s already kept in %s", span, done[0].path)
             return done[0].meta
-        self.enhancer.load_state_dict(state)
+        # strict, but a frozen hub encoder's weights are never in a checkpoint (nor in the mean)
+        self.enhancer.load_checkpoint_state(state)
         # every rank scores the whole set (no DDP sampler): the same stats on each
         loader = sb.dataio.dataloader.make_dataloader(valid_set, **loader_kwargs)
         self.on_stage_start(sb.Stage.VALID)
@@ -186,6 +187,12 @@ def check_training_settings(hparams: dict) -> None:
     if not 0 < low <= high:
         raise ConfigError(f"gain_range must be [low, high] with 0 < low <= high, got {hparams['gain_range']}")
     record = os.path.join(str(hparams.get("data_folder")), "simulation.json")
+    if hparams.get("dynamic_mixing") and hparams.get("valid_split") != "folder":
+        # the mixing pool is every file of the training speakers: validation carved out of them
+        # (random / authors / speakers) would be trained on
+        raise ConfigError(f"dynamic mixing draws from every utterance of the training speakers, so validation "
+                          f"must be the rendered validset folder: set --valid_split=folder (got "
+                          f"{hparams.get('valid_split')!r})")
     if hparams.get("dynamic_mixing") and not os.path.isfile(record):
         raise ConfigError(f"dynamic mixing draws its training speech and noise from a set rendered by "
                           f"simulate_vbd.py, but {record} does not exist (README: 'Dynamic mixing')")
@@ -382,6 +389,8 @@ def main(argv: list[str]) -> SSLSEBrain:
         checkpointer=hparams["checkpointer"],
     )
     brain.dynamic_mixing = datasets["train"] if hparams.get("dynamic_mixing") else None
+    # SpeechBrain seeds all ranks alike; from here (model built) each rank draws its own crops and gains
+    separate_rank_streams(hparams["seed"], torch.distributed.get_rank() if torch.distributed.is_initialized() else 0)
     # PaddedBatch is set explicitly because a repeated (concatenated) set is no
     # DynamicItemDataset, for which SpeechBrain would pick it automatically.
     train_kwargs = {"collate_fn": sb.dataio.batch.PaddedBatch, **hparams["train_dataloader_options"]}
