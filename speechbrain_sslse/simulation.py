@@ -61,6 +61,40 @@ def split(items: list[str], test_fraction: float, rng: random.Random) -> tuple[l
     return sorted(items[n_test:]), sorted(items[:n_test])
 
 
+NOISE_GROUPS = ("file", "folder")
+
+
+def noise_recordings(listed: list[tuple[str, str]], noise_groups: str = "file") -> dict[str, str]:
+    """{noise file: the recording it belongs to}: itself, or with ``folder`` its subfolder
+    below its noise root (files directly in a root stay their own recording). A note on
+    stderr when ``file`` splits folders that hold several files."""
+    groups = {}
+    shared: set[str] = set()
+    for root, path in listed:
+        folder = os.path.dirname(path)
+        if os.path.normpath(folder) == os.path.normpath(root):
+            groups[path] = path
+            continue
+        groups[path] = folder if noise_groups == "folder" else path
+        shared.add(folder)
+    several = [f for f in shared if sum(os.path.dirname(p) == f for _, p in listed) > 1]
+    if noise_groups == "file" and several:
+        print(f"note: {len(several)} noise subfolder(s) hold several files (e.g. {sorted(several)[0]}), split file "
+              "by file; if a folder's files are channels or pieces of one recording, pass --noise_groups folder "
+              "so that no recording is on both sides of a split", file=sys.stderr)
+    return groups
+
+
+def split_groups(groups: dict[str, str], items: list[str], fraction: float,
+                 rng: random.Random) -> tuple[list[str], list[str]]:
+    """``split`` over the recordings of ``items`` (each item its own recording: exactly
+    ``split``), then back to their files."""
+    recordings = sorted({groups[i] for i in items})
+    rest, held = split(recordings, fraction, rng)
+    held_set = set(held)
+    return sorted(i for i in items if groups[i] not in held_set), sorted(i for i in items if groups[i] in held_set)
+
+
 #: (clean, noisy) folder of each split: the VoiceBank-DEMAND layout that data_prep reads
 SUBSET_DIRS = {subset: SUBSETS[subset] for subset in ("train", "valid", "test")}
 
@@ -113,18 +147,26 @@ def simulate(
     speech_roots: list[str], noise_roots: list[str], out: str, seed: int = 999, test_fraction: float = 0.15,
     noise_test_fraction: float = 0.3, train_mixtures: int = 1, max_seconds: float = 12.0,
     train_noise_pairs: tuple[str, ...] = (), valid_fraction: float = 0.0, noise_valid_fraction: float = 0.0,
+    noise_groups: str = "file",
 ) -> dict:
     """Renders the splits and writes ``simulation.json``: what each mixture is made of,
     and the training speech / noise lists that dynamic mixing draws from. ``ValueError``
     before anything is written for a missing source folder, an ``out`` that overlaps a
     source folder, or an ``out`` that holds anything but a render with the same settings
     (a rerun with other settings would leave the earlier render's files beside the new
-    ones, and training would read them)."""
+    ones, and training would read them). ``noise_groups="folder"``: the files of one noise
+    subfolder (the channels of a DEMAND scene, the pieces of one long recording) are one
+    recording for the splits, so they never fall on both sides; files directly in a noise
+    folder stay single recordings."""
+    if noise_groups not in NOISE_GROUPS:
+        raise ValueError(f"noise_groups must be one of {NOISE_GROUPS}, got {noise_groups!r}")
     settings = {"speech": [os.path.abspath(r) for r in speech_roots], "noise": [os.path.abspath(r) for r in noise_roots],
                 "seed": seed, "test_fraction": test_fraction, "noise_test_fraction": noise_test_fraction,
                 "train_mixtures": train_mixtures, "max_seconds": max_seconds,
                 "train_noise_pairs": [os.path.abspath(x) for spec in train_noise_pairs for x in spec.rsplit(":", 1)],
                 "valid_fraction": valid_fraction, "noise_valid_fraction": noise_valid_fraction}
+    if noise_groups != "file":  # recorded only when set, so earlier renders keep their settings
+        settings["noise_groups"] = noise_groups
     check_render_target(out, [*speech_roots, *noise_roots], settings)
     split_rng = random.Random(seed)
     by_speaker: dict[str, list[str]] = {}
@@ -136,13 +178,14 @@ def simulate(
     if len(by_speaker) < 2 or len(noises) < 2:
         raise ValueError("need at least two speakers and two noise files for disjoint splits")
     train_spk, test_spk = split(list(by_speaker), test_fraction, split_rng)
-    train_noise, test_noise = split(noises, noise_test_fraction, split_rng)
+    groups = noise_recordings(listed, noise_groups)
+    train_noise, test_noise = split_groups(groups, noises, noise_test_fraction, split_rng)
     valid_spk, valid_noise = [], []
     if valid_fraction > 0:  # speaker-disjoint (and, if asked, noise-disjoint) validation
         train_spk, valid_spk = split(train_spk, valid_fraction, split_rng)
         valid_noise = train_noise
         if noise_valid_fraction > 0:
-            train_noise, valid_noise = split(train_noise, noise_valid_fraction, split_rng)
+            train_noise, valid_noise = split_groups(groups, train_noise, noise_valid_fraction, split_rng)
     noise_cache = {p: load_mixing_audio(p) for p in noises}
     pair_names = []
     for spec in train_noise_pairs:  # training only: never in the valid or test split

@@ -157,3 +157,35 @@ def test_two_mixtures_of_one_utterance_never_straddle_train_and_valid(sources, t
         assert valid and train
         assert not {speech[u] for u in train} & {speech[u] for u in valid}, split
         assert set(train) | set(valid) == set(speech)
+
+
+def test_channels_of_one_scene_stay_on_one_side_with_noise_groups_folder(sources, tmp_path, capsys):
+    """Four channel files of one "scene" folder: split file by file (the default, with a note
+    saying so) they can land in training and test alike; with noise_groups="folder" the scene
+    is one recording, on one side only. Flat folders split exactly as before."""
+    import soundfile as sf
+
+    noise = tmp_path / "noise"
+    shutil.copytree(sources[1], noise)
+    (noise / "scene").mkdir()
+    rng = np.random.default_rng(1)
+    for ch in range(1, 5):
+        sf.write(noise / "scene" / f"ch{ch:02d}.wav", 0.1 * rng.standard_normal(32000), 16000)
+    flat = simulate([sources[0]], [sources[1]], str(tmp_path / "flat"), test_fraction=0.25, noise_test_fraction=0.25)
+    again = simulate([sources[0]], [sources[1]], str(tmp_path / "flat_folder"), test_fraction=0.25,
+                     noise_test_fraction=0.25, noise_groups="folder")
+    assert (flat["train_noises"], flat["test_noises"]) == (again["train_noises"], again["test_noises"])
+    sides = set()
+    for seed in range(6):
+        s = simulate([sources[0]], [str(noise)], str(tmp_path / f"g{seed}"), seed=seed, test_fraction=0.25,
+                     noise_test_fraction=0.5, noise_groups="folder")
+        scene_train = any("ch0" in n for n in s["train_noises"])
+        scene_test = any("ch0" in n for n in s["test_noises"])
+        assert scene_train != scene_test  # one side only
+        sides.add(scene_test)
+    assert sides == {True, False}  # and the scene is drawn like any other recording
+    capsys.readouterr()
+    simulate([sources[0]], [str(noise)], str(tmp_path / "f"), test_fraction=0.25, noise_test_fraction=0.5)
+    assert "--noise_groups folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="noise_groups"):
+        simulate([sources[0]], [str(noise)], str(tmp_path / "x"), noise_groups="scene")

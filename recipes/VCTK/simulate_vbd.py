@@ -31,11 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise_valid_fraction", type=float, default=0.0,
                     help="with --valid_fraction: share of training noises held out for validation")
     ap.add_argument("--max_seconds", type=float, default=12.0, help="truncate longer utterances")
+    ap.add_argument("--noise_groups", choices=["file", "folder"], default="file",
+                    help="folder: the files of one noise subfolder are one recording (DEMAND channels, pieces) "
+                         "and stay on one side of every split")
     args = ap.parse_args(argv)
     try:
         s = simulate(args.speech, args.noise, args.out, args.seed, args.test_fraction, args.noise_test_fraction,
                      args.train_mixtures, args.max_seconds, tuple(args.train_noise_pairs),
-                     args.valid_fraction, args.noise_valid_fraction)
+                     args.valid_fraction, args.noise_valid_fraction, args.noise_groups)
     except (ValueError, AudioError) as err:  # one line, before or instead of a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
