@@ -384,11 +384,20 @@ def _load_model(path: str, ssl_source: str | None, device: str, precision: str) 
 
 
 def _names_hub_encoder(folder: str) -> bool:
-    """Whether a model folder's hyperparams.yaml loads its SSL encoder from a source (a
-    frozen hub encoder): only then can ``ssl_source`` stand in for it. A hub id (no local
-    file) is assumed to. Models without an encoder, or with its weights inside, ignore it."""
+    """Whether a model folder loads its SSL encoder from a source (a frozen hub encoder):
+    only then can ``ssl_source`` stand in for it. A hub id (no local file) is assumed to.
+    Models without an encoder, or with its weights inside, ignore it."""
+    if not os.path.isfile(os.path.join(folder, "hyperparams.yaml")):
+        return True
+    return folder_ssl_source(folder) is not None
+
+
+def folder_ssl_source(folder: str) -> str | None:
+    """The source a model folder's hyperparams.yaml names for its SSL encoder (a hub id),
+    or None (no encoder, or one rebuilt from its config with the weights in the checkpoint)."""
     try:
         text = open(os.path.join(folder, "hyperparams.yaml"), encoding="utf-8").read()
     except OSError:
-        return True
-    return re.search(r"^ssl_encoder: !new:[\w.]+\n(?:  .*\n)*?  source: (?!null)\S", text, re.M) is not None
+        return None
+    found = re.search(r"^ssl_encoder: !new:[\w.]+\n(?:  .*\n)*?  source: (\S+)", text, re.M)
+    return found.group(1) if found and found.group(1) != "null" else None

@@ -35,7 +35,7 @@ import yaml
 from speechbrain_sslse import __version__
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.evaluation import LABELS, NOISY, markdown_table
-from speechbrain_sslse.inference import load_model
+from speechbrain_sslse.inference import folder_ssl_source, load_model
 from speechbrain_sslse.model_folder import EXAMPLE, EXAMPLE_ENHANCED, FILES, export_target, save_model_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -372,9 +372,7 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
     settings = recipe_settings(recipe_folder)
     hub_ssl = settings.get("ssl_source") if ssl_source else None  # what the recipe named, not the local copy
     if ssl_source and not settings:  # a model folder: the name its own hyperparams.yaml gives
-        found = re.search(r"^ssl_encoder: !new:[\w.]+\n(?:  .*\n)*?  source: (\S+)",
-                          open(os.path.join(recipe_folder, "hyperparams.yaml"), encoding="utf-8").read(), re.M)
-        hub_ssl = found.group(1) if found and found.group(1) != "null" else None
+        hub_ssl = folder_ssl_source(recipe_folder)
     ssl = enhancer.ssl
     if ssl is not None and not ssl.backbone_in_checkpoint:  # a frozen encoder is named, not shipped
         named = ssl_hub_id or (hub_ssl if isinstance(hub_ssl, str) else None) or ssl.init_args.get("source")
