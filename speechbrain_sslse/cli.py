@@ -129,7 +129,7 @@ def enhance_main(argv: list[str] | None = None) -> int:
     except (ConfigError, AudioError) as err:
         return _fail(str(err))
     earlier = {src: dst for src, dst in jobs if os.path.exists(dst)}  # outputs of an earlier run
-    report = model.enhance_files(jobs, args.batch_size, progress=not args.quiet, record_in=args.output)
+    report = model.enhance_files(jobs, args.batch_size, record_in=args.output)  # bars follow -q (show_progress)
     existing = sum(src in earlier for src, _ in report.written)  # counted after: only what was replaced
     replaced = f" ({existing} earlier output(s) there replaced)" if existing else ""
     print(f"enhanced {len(report.written)} of {len(jobs)} file(s) -> {args.output}{replaced}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from typing import Sequence, TypeVar
 
 import numpy as np
@@ -100,10 +101,6 @@ def separate_rank_streams(seed: int, rank: int) -> None:
     (Dynamic mixing and validation crops draw from ``epoch_generator`` and are not affected.)"""
     if rank <= 0:
         return
-    import random
-
-    import numpy as np
-
     derived = int.from_bytes(hashlib.sha256(f"{seed}/rank/{rank}".encode()).digest()[:4], "little")
     torch.manual_seed(derived)
     np.random.seed(derived)

@@ -77,12 +77,13 @@ def expand_inputs(
                 problems.append((item, "no such file, folder or glob match"))
             root = _glob_root(item)
             hidden = _inside_only(exclude, root)
+            records = {e: recorded_outputs(e) for e in hidden}  # each output folder's record read once
             for m in matches:
                 if os.path.isfile(m):
                     held = [e for e in hidden if same_or_inside(m, e)]
                     if not held:
                         found.append((m, os.path.relpath(m, root)))
-                    elif not _recorded(m, held[0]):
+                    elif not _unchanged_output(m, held[0], records[held[0]]):
                         problems.append((m, IN_OUTPUT_FOLDER))
                 elif not os.path.isdir(m):
                     problems.append((m, NOT_REGULAR))
@@ -93,17 +94,14 @@ IN_OUTPUT_FOLDER = ("lies in the output folder, which is not read as input, and 
                     "not enhanced (move it out of the output folder)")
 
 
-def _recorded(path: str, out_dir: str) -> bool:
-    """Whether ``path`` (below ``out_dir``) is an output a run wrote there, unchanged."""
-    stamp = recorded_outputs(out_dir).get(os.path.relpath(path, out_dir))
-    return stamp is not None and os.path.isfile(path) and stamp == _stamp(path)
-
-
 def _left_in_output_folders(folders: Sequence[str]) -> list[tuple[str, str]]:
     """(file, reason) for audio in output folders inside an input folder that no run wrote:
     a user's recording there is named as not enhanced, never dropped without a word."""
-    return [(p, IN_OUTPUT_FOLDER) for folder in folders if os.path.isdir(folder)
-            for p in list_audio(folder) if not _recorded(p, folder)]
+    left = []
+    for folder in (f for f in folders if os.path.isdir(f)):
+        record = recorded_outputs(folder)
+        left += [(p, IN_OUTPUT_FOLDER) for p in list_audio(folder) if not _unchanged_output(p, folder, record)]
+    return left
 
 
 def check_jobs(jobs: Sequence[tuple[str, str]], protected: Sequence[str] = ()) -> None:
@@ -192,17 +190,19 @@ def record_output(out_dir: str, dst: str) -> None:
         f.write(json.dumps({"path": os.path.relpath(dst, out_dir), "size": size, "mtime_ns": mtime}) + "\n")
 
 
+def _unchanged_output(path: str, out_dir: str, record: dict[str, list[int]]) -> bool:
+    """Whether ``path`` is a regular file (not a link, folder or pipe) exactly as a run left
+    it in ``out_dir``, by that folder's ``record`` (``recorded_outputs``)."""
+    return (os.path.isfile(path) and not os.path.islink(path)
+            and record.get(os.path.relpath(path, out_dir)) == _stamp(path))
+
+
 def check_replaceable(jobs: Sequence[tuple[str, str]], out_dir: str) -> None:
     """Refuses (``PlanError``, one line) jobs whose output already exists in ``out_dir``
     unless an earlier run wrote exactly that file (same size and time): a recording of the
     user's that happens to carry an output's name is never replaced."""
     record = recorded_outputs(out_dir)
-
-    def ours(dst: str) -> bool:  # a regular file (not a link, folder or pipe) exactly as a run left it
-        return (os.path.isfile(dst) and not os.path.islink(dst)
-                and record.get(os.path.relpath(dst, out_dir)) == _stamp(dst))
-
-    foreign = [dst for _, dst in jobs if os.path.lexists(dst) and not ours(dst)]
+    foreign = [dst for _, dst in jobs if os.path.lexists(dst) and not _unchanged_output(dst, out_dir, record)]
     if foreign:
         names = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise PlanError(f"{len(foreign)} existing entr(y/ies) not recorded as unchanged outputs of this tool "

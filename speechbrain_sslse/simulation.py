@@ -35,6 +35,7 @@ import os
 import random
 import re
 import sys
+from collections import Counter
 
 import numpy as np
 
@@ -69,15 +70,15 @@ def noise_recordings(listed: list[tuple[str, str]], noise_groups: str = "file") 
     below its noise root (files directly in a root stay their own recording). A note on
     stderr when ``file`` splits folders that hold several files."""
     groups = {}
-    shared: set[str] = set()
+    in_subfolder: Counter[str] = Counter()  # files per noise subfolder
     for root, path in listed:
         folder = os.path.dirname(path)
         if os.path.normpath(folder) == os.path.normpath(root):
             groups[path] = path
             continue
         groups[path] = folder if noise_groups == "folder" else path
-        shared.add(folder)
-    several = [f for f in shared if sum(os.path.dirname(p) == f for _, p in listed) > 1]
+        in_subfolder[folder] += 1
+    several = [f for f, n in in_subfolder.items() if n > 1]
     if noise_groups == "file" and several:
         print(f"note: {len(several)} noise subfolder(s) hold several files (e.g. {sorted(several)[0]}), split file "
               "by file; if a folder's files are channels or pieces of one recording, pass --noise_groups folder "
