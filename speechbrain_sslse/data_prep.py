@@ -250,9 +250,11 @@ def prepare_vctk(
             check_same_source(save_folder, data_folder, test_pairs)
             with open(record, encoding="utf-8") as f:
                 used = {k: v for k, v in json.load(f).items() if k not in SOURCE_KEYS}
-            if used != split:
-                logger.warning("%s: keeping the manifests already there, made with %s (asked: %s); "
-                               "delete them to re-split", save_folder, used, split)
+            if used != split:  # kept, they would validate on another split than the one asked
+                # for (with dynamic mixing: on speakers in the mixing pool)
+                raise PrepError(f"{save_folder}: its manifests were made with {used}, not the {split} asked "
+                                "for; delete train.json / valid.json / test.json there to re-split, or "
+                                "choose another output folder")
         return paths
     if valid_split not in VALID_SPLITS:
         raise PrepError(f"valid_split must be one of {VALID_SPLITS}, got {valid_split!r}")

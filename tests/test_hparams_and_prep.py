@@ -79,6 +79,17 @@ def test_prepare_random_split_is_deterministic(tmp_path):
     assert entry["spk"] == "p287" and entry["length"] > 1 and os.path.isabs(entry["clean_wav"])
 
 
+def test_prepare_refuses_manifests_of_another_split(tmp_path):
+    """Kept, they would validate on another split than the run records (with dynamic mixing:
+    on speakers of its mixing pool)."""
+    paths = prepare_vctk(MINI_SET, str(tmp_path), "random")
+    before = {k: open(p).read() for k, p in paths.items()}
+    with pytest.raises(PrepError, match="made with .*random.* to re-split"):
+        prepare_vctk(MINI_SET, str(tmp_path), "speakers")
+    assert {k: open(p).read() for k, p in paths.items()} == before
+    assert prepare_vctk(MINI_SET, str(tmp_path), "random") == paths  # the same split: kept
+
+
 def test_prepare_speaker_split_and_48k_input(tmp_path):
     root = _copy_mini(tmp_path)
     # make p226 exist and store everything at 48 kHz as the official release does

@@ -242,3 +242,47 @@ def test_dynamic_mixing_recipe_with_extra_noise_pairs(tmp_path):
            f"({n_recordings} recording, 6 pair)" in log
     assert _epochs(out) == ["epoch: 1"]
     assert sorted(os.listdir(out / "enhanced_wavs")) == sorted(e["id"] + ".wav" for e in sim["test"])
+
+
+def test_rerun_with_other_training_settings_is_refused(smoke_run, tmp_path):
+    """Resuming keeps the optimiser state (its lr) and the folder's validation: a changed
+    setting outside the resumable few would not take effect or would mix two runs."""
+    shutil.copytree(smoke_run, tmp_path / "run")
+    saved = (tmp_path / "run" / "hyperparams.yaml").read_bytes()
+    for change in ("--lr=0.00001", "--valid_mode=crop", "--gain_range=[1.0,1.0]"):
+        res = run_recipe(tmp_path / "run", "--number_of_epochs=3", change, check=False)
+        key = change[2:].split("=")[0]
+        assert res.returncode == 2 and "trained with other settings" in res.stderr and f"{key}:" in res.stderr, \
+            res.stderr[-2000:]
+    assert (tmp_path / "run" / "hyperparams.yaml").read_bytes() == saved
+    assert _epochs(tmp_path / "run") == ["epoch: 1", "epoch: 2"]
+    res = run_recipe(tmp_path / "run", "--lr=1e-5", check=False)  # YAML 1.1: text, not a number
+    assert res.returncode == 2 and "write 1.0e-05" in res.stderr, res.stderr[-2000:]
+
+
+def _head_checkpoint(tmp_path, ssl_source):
+    """A recipe-style frozen-encoder checkpoint (head only) of a run on ``ssl_source``."""
+    overrides = {"data_folder": MINI_SET, "ssl_source": ssl_source, "ssl_config": {}, "input": "cross"}
+    enhancer = load_hparams(SMOKE, overrides)["enhancer"]
+    run = tmp_path / "src"
+    (run / "save" / "CKPT+1").mkdir(parents=True)
+    (run / "hyperparams.yaml").write_text(f"input: cross\nssl_source: {ssl_source}\nssl_mode: frozen\n")
+    torch.save(enhancer.checkpoint_state_dict(), run / "save" / "CKPT+1" / "enhancer.ckpt")
+    return run / "save" / "CKPT+1" / "enhancer.ckpt"
+
+
+def test_warm_start_refuses_a_head_of_another_encoder(tmp_path, tiny_folders):
+    ckpt = _head_checkpoint(tmp_path, tiny_folders["wavlm"])
+    frozen = ("--ssl_config={}", "--input=cross", "--number_of_epochs=0")
+    res = run_recipe(tmp_path / "b", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['hubert']}", *frozen,
+                     check=False)
+    assert res.returncode == 2 and "was trained on the encoder" in res.stderr, res.stderr[-2000:]
+    run_recipe(tmp_path / "c", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['wavlm']}", *frozen)
+
+
+def test_warm_start_refuses_encoder_weights_into_a_frozen_encoder(smoke_run, tmp_path, tiny_folders):
+    # the smoke run's encoder is built from a config, so its checkpoints carry the encoder
+    ckpt = Checkpointer(str(smoke_run / "save")).find_checkpoint(min_key="loss").path / "enhancer.ckpt"
+    res = run_recipe(tmp_path / "b", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['wavlm']}",
+                     "--ssl_config={}", "--number_of_epochs=0", check=False)
+    assert res.returncode == 2 and "holds SSL encoder weights" in res.stderr, res.stderr[-2000:]

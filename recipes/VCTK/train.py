@@ -30,6 +30,7 @@ from speechbrain_sslse.checkpoints import (AVERAGED, CheckpointError, average_la
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.data import random_crop_pair, random_gain, separate_rank_streams, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
+from speechbrain_sslse.inference import folder_ssl_source
 from speechbrain_sslse.data_prep import PrepError, check_same_source, prepare_vctk
 from speechbrain_sslse.mixing import DynamicMixDataset
 
@@ -96,6 +97,12 @@ class SSLSEBrain(sb.Brain):
             return
         stats = self.stage_stats(stage_loss)
         if stage == sb.Stage.VALID:
+            # saved before it is logged: a job killed mid-save redoes the epoch without a
+            # second line for it in train_log.txt or layer_weights.jsonl
+            self.checkpointer.save_and_keep_only(  # averages are never deleted here
+                meta=stats, num_to_keep=self.hparams.ckpt_num_to_keep, **keep_best(self.hparams.ckpt_key),
+                ckpt_predicate=lambda c: AVERAGED not in c.meta,
+            )
             weights = self.enhancer.layer_weights
             if weights is not None and if_main_process():
                 with open(os.path.join(self.hparams.output_folder, "layer_weights.jsonl"), "a") as f:
@@ -103,10 +110,6 @@ class SSLSEBrain(sb.Brain):
                 logger.info("epoch %d layer weights: %s", epoch, " ".join(f"{w:.3f}" for w in weights.tolist()))
             self.hparams.train_logger.log_stats(
                 {"epoch": epoch}, train_stats={"loss": self.train_loss}, valid_stats=stats
-            )
-            self.checkpointer.save_and_keep_only(  # averages are never deleted here
-                meta=stats, num_to_keep=self.hparams.ckpt_num_to_keep, **keep_best(self.hparams.ckpt_key),
-                ckpt_predicate=lambda c: AVERAGED not in c.meta,
             )
         elif stage == sb.Stage.TEST:
             self.hparams.train_logger.log_stats(
@@ -171,7 +174,12 @@ def check_training_settings(hparams: dict) -> None:
     for key in ("lr", "ssl_lr"):
         value = hparams.get(key)
         if not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{key} must be a number > 0, got {value!r}")
+            hint = ""
+            try:  # YAML 1.1 reads 1e-5 (no dot) as text
+                hint = f" (YAML reads it as text: write {float(value):.1e})" if isinstance(value, str) else ""
+            except ValueError:
+                pass
+            raise ConfigError(f"{key} must be a number > 0, got {value!r}{hint}")
     workers = hparams.get("num_workers", 0)
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"num_workers must be a whole number >= 0, got {workers!r}")
@@ -201,36 +209,89 @@ def check_training_settings(hparams: dict) -> None:
 #: Settings that decide the model's shape or what its weights mean: a folder trained with
 #: other values cannot be resumed (and would no longer load for inference).
 MODEL_KEYS = ("input", "ssl_source", "ssl_config", "ssl_mode", "ssl_output", "ssl_layers")
+#: Settings a resumed run may change: how long it runs, what it keeps, how it loads, and where
+#: the data lives (check_same_source checks the data itself). Any other change would not take
+#: effect (the optimiser state brings its lr back) or would mix two runs in one folder (a
+#: validation loss measured two ways, another noise set), so it is refused.
+RESUMABLE_KEYS = ("number_of_epochs", "epoch_counter", "average_last_epochs", "ckpt_num_to_keep",
+                  "ckpt_interval_minutes", "num_workers", "init_from", "data_folder", "test_pairs",
+                  "skip_prep", "ssl_cache_dir")
 
 
-def _model_settings(yaml_text: str) -> dict:
-    class _Loader(yaml.SafeLoader):  # the saved file holds !new / !ref tags: read values only
+class _Built(dict):
+    """A tagged node (``!new:``, ``!apply:``, ...): an object built from other settings."""
+
+
+def _settings(yaml_text: str) -> dict:
+    """A saved hyperparams.yaml as data: tagged nodes (!new, !apply, ...) become ``_Built``
+    mappings of their arguments."""
+    class _Loader(yaml.SafeLoader):
         pass
 
-    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    def plain(loader, suffix, node):
+        if isinstance(node, yaml.MappingNode):
+            return _Built({suffix: loader.construct_mapping(node, deep=True)})
+        if isinstance(node, yaml.SequenceNode):
+            return _Built({suffix: loader.construct_sequence(node, deep=True)})
+        return _Built({suffix: loader.construct_scalar(node)})
+
+    _Loader.add_multi_constructor("!", plain)
     data = yaml.load(yaml_text, Loader=_Loader) or {}
-    enhancer = data.get("enhancer") if isinstance(data.get("enhancer"), dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _model_settings(data: dict) -> dict:
+    enhancer = next(iter(data.get("enhancer").values()), None) if isinstance(data.get("enhancer"), dict) else None
+    enhancer = enhancer if isinstance(enhancer, dict) else {}
     return {k: data.get(k) for k in MODEL_KEYS} | {k: enhancer.get(k) for k in ("hidden_size", "num_layers")}
+
+
+def _comparable(value, folder: str):
+    """A setting as resuming compares it: paths inside the run folder relative to it (a moved
+    folder resumes), dataloader options without num_workers (how fast, not what is loaded)."""
+    if isinstance(value, dict):
+        return {k: _comparable(v, folder) for k, v in value.items() if k != "num_workers"}
+    if isinstance(value, list):
+        return [_comparable(v, folder) for v in value]
+    if isinstance(value, str) and folder and (value == folder or value.startswith(folder.rstrip("/") + "/")):
+        return "<output_folder>" + value[len(folder.rstrip("/")):]
+    return value
 
 
 def check_same_model(output_folder: str, resolved: str) -> None:
     """Refuses, before the folder changes, to rerun a folder that holds checkpoints with
-    settings that build another model; names the keys that differ."""
+    settings that build another model, or that train it otherwise than its checkpoints were
+    trained (outside RESUMABLE_KEYS); names the keys that differ."""
     saved = os.path.join(output_folder, "hyperparams.yaml")
     save_dir = os.path.join(output_folder, "save")
     has_ckpt = os.path.isdir(save_dir) and any(d.startswith("CKPT") for d in os.listdir(save_dir))
     if not (has_ckpt and os.path.isfile(saved)):
         return
     try:
-        before = _model_settings(open(saved, encoding="utf-8").read())
+        before = _settings(open(saved, encoding="utf-8").read())
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{saved}: unreadable ({err}); move the folder aside or choose another output_folder") from None
-    now = _model_settings(resolved)
-    changed = [k for k in now if before.get(k) != now[k]]
+    now = _settings(resolved)
+
+    def diffs(old: dict, new: dict, keys) -> str:
+        return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+
+    old_model, new_model = _model_settings(before), _model_settings(now)
+    changed = [k for k in new_model if old_model.get(k) != new_model[k]]
     if changed:
-        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise ConfigError(f"{output_folder} holds checkpoints of another model ({diffs}); choose another "
-                          "--output_folder (or --experiment) to train this one, or move that folder aside")
+        raise ConfigError(f"{output_folder} holds checkpoints of another model ({diffs(old_model, new_model, changed)}); "
+                          "choose another --output_folder (or --experiment) to train this one, or move that folder aside")
+    # built objects (optimisers, checkpointer, counter, ...) are made from these settings
+    # (the enhancer's own arguments were compared above)
+    old_dir, new_dir = str(before.get("output_folder") or ""), str(now.get("output_folder") or "")
+    changed = [k for k in dict.fromkeys([*before, *now]) if k not in RESUMABLE_KEYS
+               and not isinstance(before.get(k), _Built) and not isinstance(now.get(k), _Built)
+               and _comparable(before.get(k), old_dir) != _comparable(now.get(k), new_dir)]
+    if changed:
+        raise ConfigError(f"{output_folder} holds checkpoints trained with other settings ({diffs(before, now, changed)}); "
+                          "resuming would keep the old optimiser state and mix two runs in one folder. Give the "
+                          "folder's settings to resume it, or another --output_folder (or --experiment) to train "
+                          f"with these (a resumed run may change only {', '.join(RESUMABLE_KEYS)})")
 
 
 def check_manifest(path: str) -> None:
@@ -247,12 +308,58 @@ def check_manifest(path: str) -> None:
         raise ConfigError(f"{path}: malformed manifest ({err}); delete it to have it rebuilt") from None
 
 
-def warm_start(enhancer: torch.nn.Module, source: str, output_folder: str) -> None:
+def _encoder_name(source) -> str:
+    """``microsoft/wavlm-base-plus`` and a local copy in ``.../wavlm-base-plus/`` compare equal."""
+    return os.path.basename(os.path.normpath(str(source)))
+
+
+def _source_run_encoder(source: str) -> str | None:
+    """The hub encoder the run or export that wrote ``source`` used, when its folder says:
+    an exported folder (hyperparams.yaml beside the checkpoint) or a recipe checkpoint
+    (``<run>/save/CKPT+.../enhancer.ckpt``, ``<run>/hyperparams.yaml``)."""
+    folder = os.path.dirname(os.path.abspath(source))
+    if os.path.isfile(os.path.join(folder, "hyperparams.yaml")):
+        return folder_ssl_source(folder)
+    run = os.path.join(folder, os.pardir, os.pardir, "hyperparams.yaml")
+    try:
+        settings = _settings(open(run, encoding="utf-8").read())
+    except (OSError, yaml.YAMLError):
+        return None
+    return settings.get("ssl_source") if settings.get("input") in ("ssl", "cross") else None
+
+
+def check_init_from(hparams: dict, source: str) -> None:
+    """A warm start must give the model it claims. Refused: encoder weights (from a PF, EF or
+    TFS run) into a frozen encoder, which its checkpoints would not keep (export and resume
+    would rebuild the hub encoder: another model); a head trained on one hub encoder put on
+    another of the same shape (wav2vec 2.0 / HuBERT Base), which loads without a mismatch."""
+    ssl = getattr(hparams["enhancer"], "ssl", None)
+    if ssl is None:
+        return
+    try:
+        keys = torch.load(source, map_location="cpu", mmap=True).keys()
+    except Exception as err:  # torch's own message, on one line
+        raise ConfigError(f"init_from: {source}: not an enhancer checkpoint ({err})") from None
+    has_encoder = any(k.startswith("ssl.model.") for k in keys)
+    if has_encoder and not ssl.backbone_in_checkpoint:
+        raise ConfigError(f"init_from: {source} holds SSL encoder weights (a partial, entire or scratch run), "
+                          "but this run's encoder is frozen and rebuilt from ssl_source at every load, so its "
+                          "checkpoints would not keep them: train with that run's ssl_mode, or warm-start from "
+                          "a frozen-encoder checkpoint")
+    used = None if has_encoder else _source_run_encoder(source)
+    if used and hparams["ssl_mode"] != "scratch" and _encoder_name(used) != _encoder_name(hparams["ssl_source"]):
+        raise ConfigError(f"init_from: {source} was trained on the encoder {used}, this run loads "
+                          f"{hparams['ssl_source']}; give --ssl_source={used} (a local copy of it is fine)")
+
+
+def warm_start(hparams: dict, source: str, output_folder: str) -> None:
     """Load an exported or recipe ``enhancer.ckpt`` into ``enhancer`` (fine-tuning) through
     SpeechBrain's Pretrainer; Brain.fit then recovers this run's own checkpoint, if any,
     on top, so an interrupted fine-tuning run resumes where it stopped."""
     if not os.path.isfile(source):
         raise ConfigError(f"init_from: no such file: {source}")
+    check_init_from(hparams, source)
+    enhancer = hparams["enhancer"]
     pretrainer = Pretrainer(
         collect_in=os.path.join(output_folder, "init_from"),
         loadables={"enhancer": enhancer},
@@ -381,7 +488,7 @@ def main(argv: list[str]) -> SSLSEBrain:
     run_on_main(os.makedirs, args=[hparams["enhanced_folder"]], kwargs={"exist_ok": True})
 
     if hparams["init_from"]:
-        warm_start(hparams["enhancer"], hparams["init_from"], hparams["output_folder"])
+        warm_start(hparams, hparams["init_from"], hparams["output_folder"])
     brain = SSLSEBrain(
         modules={"enhancer": hparams["enhancer"]},
         hparams=hparams,
