@@ -294,7 +294,10 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
     file). A missing id, or a metric that is empty or not finite, gets the floor."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        table = {r["id"]: r for r in reader}
+        table = {}
+        for r in reader:  # two rows of one utterance: which one is the system's score?
+            if table.setdefault(r["id"], r) is not r:
+                raise SystemExit(f"--scores {path}: utterance {r['id']!r} has two rows")
     # metrics beyond the paper's (SI-SDR, DNSMOS) where the file has them: a system scored
     # elsewhere then keeps its place in those tables too
     extra = [m for m in evaluation.EXTRA_METRICS if m in (reader.fieldnames or [])]
@@ -316,7 +319,10 @@ def read_scores_csv(path: str, ids: list[str]) -> tuple[list[dict], list[str]]:
                 row[m] = evaluation.ALL_FLOORS[m]
                 floored.append(m)
         row["floored"] = " ".join(dict.fromkeys(floored))
-        row["error"] = r.get("error") or ("not a finite value in " + path if floored else "")
+        # "reference:" marks an unusable reference, which drops the utterance from every
+        # system: a row read from a file cannot decide that for the systems scored here
+        error = (r.get("error") or "").removeprefix("reference:").strip()
+        row["error"] = error or ("not a finite value in " + path if floored else "")
         row[evaluation.PAIR] = r.get(evaluation.PAIR) or ""
         rows.append(row)
     return rows, missing

@@ -13,6 +13,7 @@ same utterances.
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
 import math
@@ -286,7 +287,16 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     for name, got in ids.items():
         if got != first:
             raise ValueError(f"system {name!r} covers other utterances than {next(iter(ids))!r}; rows would not compare")
+    files = {}
+    for name in results:  # "my model" and "my_model" would share one CSV, the first lost
+        clash = files.setdefault(f"scores_{_slug(name)}.csv", name)
+        if clash != name:
+            raise ValueError(f"systems {clash!r} and {name!r} would both write scores_{_slug(name)}.csv; rename one")
     os.makedirs(out_dir, exist_ok=True)
+    stale = sorted(set(glob.glob(os.path.join(out_dir, "scores_*.csv"))) - {os.path.join(out_dir, f) for f in files})
+    if stale:  # a user's files are never deleted: said, so no table is read from them by mistake
+        print(f"{out_dir}: {len(stale)} scores_*.csv of systems not in this run stay there (not in this "
+              f"summary): {_names([os.path.basename(f) for f in stale])}")
     systems = {}
     for name, rows in results.items():
         own = common_columns({name: rows}) or cols  # a system may have more (SI-SDR, DNSMOS)
@@ -393,7 +403,18 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
             print(f"{len(missing)} reference(s) without an estimate in {estimate_dir}, counted at every "
                   f"metric's floor: {_names(missing)}")
     else:
-        jobs = [(k, None, path) for k, path in sorted(audio_by_stem(estimate_dir).items())]
+        estimates = audio_by_stem(estimate_dir)
+        if noisy_dir:  # the noisy files are the utterances (as the references are above)
+            noisy = audio_by_stem(noisy_dir)
+            missing = sorted(set(noisy) - set(estimates))
+            extra = sorted(set(estimates) - set(noisy))
+            if extra:
+                print(f"{len(extra)} estimate(s) without a noisy file in {noisy_dir}, not scored: {_names(extra)}")
+            if missing:
+                print(f"{len(missing)} noisy file(s) without an estimate in {estimate_dir}, counted at every "
+                      f"metric's floor: {_names(missing)}")
+            estimates = {k: v for k, v in estimates.items() if k in noisy}
+        jobs = [(k, None, path) for k, path in sorted(estimates.items())]
         if not jobs:
             raise ValueError(f"{estimate_dir}: no audio files to score")
     results = {}

@@ -65,6 +65,19 @@ def check_pair(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndar
     return clean, enhanced
 
 
+#: Below half a 16-bit step everywhere: all zeros once written as a 16-bit file. PESQ, STOI
+#: and SI-SDR are level-free and DNSMOS rates such a whisper of noise as a clean background,
+#: so an estimate that lost everything but a trace would otherwise score like its scaled-up self.
+SILENCE_PEAK = 2.0 ** -16
+SILENT = "the estimate is silent (every sample below half a 16-bit step)"
+
+
+def is_silent(wav) -> bool:
+    """Whether an estimate counts as silent (``SILENCE_PEAK``)."""
+    wav = np.asarray(wav)
+    return wav.size == 0 or float(np.max(np.abs(wav))) < SILENCE_PEAK
+
+
 # -- maintained packages --------------------------------------------------------
 def pesq_wb(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> float:
     """Wide-band PESQ (ITU-T P.862.2) from the ``pesq`` package."""
@@ -120,7 +133,7 @@ def ssnr(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> float:
 def _lpc(frames: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     """Autocorrelation (frames, order+1) and LPC polynomials [1, -a] by Loizou's
     Levinson-Durbin recursion, vectorised over frames. Digitally silent frames have no LPC
-    model: their polynomials come out NaN and ``llr_frames`` leaves them out."""
+    model: their polynomials come out NaN (``llr_frames`` says what that counts as)."""
     n = frames.shape[1]
     r = np.stack([np.sum(frames[:, : n - k] * frames[:, k:], axis=1) for k in range(order + 1)], axis=1)
     a = np.zeros((len(frames), order))
@@ -136,7 +149,9 @@ def _lpc(frames: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def llr_frames(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Per-frame log-likelihood ratio of the LPC models (NaN where a frame is silent)."""
+    """Per-frame log-likelihood ratio of the LPC models: NaN where the reference frame is
+    silent (no LPC model to compare with: left out), +inf where only the estimate's is (it
+    lost the frame: the worst distance, sorted last as Loizou's MATLAB sorts its NaN)."""
     order = 10 if sample_rate < 10000 else 16
     c, e = _frames(clean, sample_rate), _frames(enhanced, sample_rate)
     r_clean, a_clean = _lpc(c, order)
@@ -145,7 +160,10 @@ def llr_frames(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         num = np.einsum("fi,fij,fj->f", a_enh, toe, a_enh)
         den = np.einsum("fi,fij,fj->f", a_clean, toe, a_clean)
-        return np.log(num / den)
+        llr = np.log(num / den)
+    lost = np.isnan(llr) & np.isfinite(den) & (r_clean[:, 0] > 0)
+    llr[lost] = np.inf
+    return llr
 
 
 _CENT_FREQ = np.array([
@@ -211,8 +229,9 @@ def wss_frames(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def _best_mean(values: np.ndarray, alpha: float = 0.95) -> float:
-    """Mean of the lowest ``alpha`` share of the defined (finite) frame values."""
-    values = np.sort(values[np.isfinite(values)])
+    """Mean of the lowest ``alpha`` share of the defined (not NaN) frame values; +inf ones
+    (frames the estimate lost) sort last, and make the mean +inf once beyond 1 - alpha."""
+    values = np.sort(values[~np.isnan(values)])
     if len(values) == 0:
         raise MetricError("no frame with signal in the reference (all frames silent)")
     return float(np.mean(values[: max(1, round(len(values) * alpha))]))
@@ -259,8 +278,8 @@ def floored_metrics(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[di
         raise
     except MetricError as err:
         return dict(FLOORS), {m: str(err) for m in METRICS}
-    if not np.any(enhanced):
-        return dict(FLOORS), {m: "the estimate is silent (all zeros)" for m in METRICS}
+    if is_silent(enhanced):
+        return dict(FLOORS), {m: SILENT for m in METRICS}
     scores, reasons = {}, {}
     try:
         scores["pesq"] = pesq_wb(clean, enhanced, sample_rate)
@@ -324,6 +343,8 @@ def floored_si_sdr(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[flo
         raise
     except MetricError as err:
         return SI_SDR_FLOOR, str(err)
+    if is_silent(np.asarray(enhanced)):  # scale-free: a trace of the reference would score as itself
+        return SI_SDR_FLOOR, SILENT
     if math.isnan(value):
         return SI_SDR_FLOOR, "not a finite value"
     return float(min(max(value, SI_SDR_FLOOR), SI_SDR_CEILING)), None
@@ -376,8 +397,8 @@ def dnsmos(wav16k, sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
         raise MetricError(f"DNSMOS needs a 1-D mono array, got shape {wav.shape}")
     if not np.isfinite(wav).all():
         raise MetricError("the estimate contains NaN or Inf samples")
-    if not np.any(wav):
-        raise MetricError("the estimate is silent (all zeros)")
+    if is_silent(wav):
+        raise MetricError(SILENT)
     if len(wav) < DNSMOS_MIN_SAMPLES:
         raise MetricError(f"too short for DNSMOS ({len(wav)} samples < {DNSMOS_MIN_SAMPLES})")
     out = load_dnsmos().run(np.clip(wav, -1.0, 1.0), SAMPLE_RATE)

@@ -206,3 +206,13 @@ def test_scores_from_other_audio_are_refused_and_unverified_ones_are_listed(tmp_
                 "--out", str(tmp_path / "plain"), "--workers", "1"])
     assert "plain on tiny: per-utterance scores from" in open(tmp_path / "plain" / "peers.md").read()
     assert "not checked to be the same audio" in open(tmp_path / "plain" / "peers.md").read()
+
+
+def test_a_scores_csv_with_two_rows_of_one_utterance_is_refused(tmp_path):
+    path = tmp_path / "scores_x.csv"
+    path.write_text("id,pesq,floored,error\na,2.0,,\na,3.0,,\nb,2.5,,reference: unreadable\n")
+    with pytest.raises(SystemExit, match="'a' has two rows"):
+        peers.read_scores_csv(str(path), ["a", "b"])
+    path.write_text("id,pesq,floored,error\na,2.0,,\nb,2.5,,reference: unreadable\n")
+    rows, missing = peers.read_scores_csv(str(path), ["a", "b"])
+    assert not missing and not rows[1]["error"].startswith("reference:")  # cannot drop b for everyone

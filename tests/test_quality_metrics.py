@@ -134,6 +134,29 @@ def test_score_without_clean_gives_dnsmos_only_on_a_folder(tmp_path):
     assert table[0] == DNSMOS_HEADER and len(table) == 4
 
 
+def test_dnsmos_only_scoring_floors_noisy_files_without_an_estimate(tmp_path, capsys):
+    """The noisy files are the utterances: one a system left out counts at the floor."""
+    pytest.importorskip("speechmos")
+    est = tmp_path / "est"
+    shutil.copytree(NOISY, est)
+    os.remove(est / "0016.wav")
+    shutil.copy(est / "0015.wav", est / "extra.wav")  # no noisy file: named, not scored
+    out = tmp_path / "out"
+    assert evaluate_main(["score", "--enhanced", str(est), "--noisy", NOISY, "--name", "mine",
+                          "--out", str(out), "--workers", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "1 noisy file(s) without an estimate" in said and "0016" in said and "extra" in said
+    summary = json.load(open(out / "summary.json"))
+    assert summary["systems"]["mine"]["n"] == summary["systems"]["Noisy"]["n"] == 5
+    assert summary["systems"]["mine"]["n_floored"] == 1
+
+
+def test_two_names_of_one_scores_file_are_refused(tmp_path):
+    rows = [{"id": "a", "pesq": 2.0, "floored": "", "error": ""}]
+    with pytest.raises(ValueError, match="would both write scores_my_model.csv"):
+        evaluation.write_results(str(tmp_path), {"my model": rows, "my_model": rows})
+
+
 def test_score_with_clean_adds_si_sdr_and_on_request_dnsmos_in_a_second_table(tmp_path):
     est = tmp_path / "est"
     est.mkdir()
