@@ -212,7 +212,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             evaluation.check_system_name(name)
             items = evaluation.read_manifest(args.manifest)
             model = load_model(args.model, ssl_source=args.ssl_source, device=args.device)
-            summary = evaluation.evaluate_model(model, items, args.out, name, args.workers)
+            meta = {"model": os.path.abspath(args.model), "manifest": args.manifest}
+            summary = evaluation.evaluate_model(model, items, args.out, name, args.workers, meta=meta)
     except (ValueError, OSError, ConfigError, AudioError) as err:  # one line, not a traceback
         return _fail(str(err))
     print(evaluation.markdown_table(summary["systems"]))

@@ -436,11 +436,12 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
 
 
 def evaluate_model(enhancer, items: list[tuple[str, str, str]], out_dir: str, name: str = "model",
-                   workers: int = 2, dnsmos: bool = False) -> dict:
+                   workers: int = 2, dnsmos: bool = False, meta: dict | None = None) -> dict:
     """Enhances every noisy file of ``items`` ((id, clean, noisy), e.g. from
     ``read_manifest``) with an ``EnhanceSSL`` through its ``enhance_files``, then scores
     it and the Noisy input on the same utterances; a failed enhancement is floored.
-    ``dnsmos``: add the DNSMOS columns."""
+    ``dnsmos``: add the DNSMOS columns; ``meta``: recorded in summary.json (which model, which
+    manifest), so a table built from it can say what it measured."""
     check_system_name(name)
     if dnsmos:
         metrics.load_dnsmos()  # before the enhancement, not after it
@@ -454,4 +455,4 @@ def evaluate_model(enhancer, items: list[tuple[str, str, str]], out_dir: str, na
     rows += [floored_row(u, f"enhancement failed: {failed[n]}", dnsmos) for u, _, n in items if n in failed]
     results = {NOISY: score_pairs([(u, c, n) for u, c, n in items], workers, "scoring noisy", dnsmos), name: rows}
     stamp_pairs(results, items)
-    return write_results(out_dir, results)
+    return write_results(out_dir, results, meta)

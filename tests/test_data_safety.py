@@ -2,6 +2,7 @@
 outputs never touch inputs, no two inputs share an output, scores never flatter, bounded
 resampling, clean per-file write failures, argument checks, one-line errors."""
 import math
+import json
 import os
 import shutil
 import stat
@@ -432,6 +433,8 @@ def test_quiet_hides_every_bar(tmp_path, capsys):
                           "--manifest", os.path.join(MINI_SET, "clean_testset_wav") + ":" + NOISY])
     err = capsys.readouterr().err
     assert code == 0 and "enhancing" not in err and "it/s" not in err and "file/s" not in err, err
+    recorded = json.load(open(out / "summary.json"))  # what the table measured
+    assert recorded["model"] == os.path.abspath(MODEL) and recorded["manifest"].endswith(NOISY)
     code = evaluate_main(["score", "--enhanced", str(out / "enhanced"), "--clean",
                           os.path.join(MINI_SET, "clean_testset_wav"), "--out", str(tmp_path / "sc"), "-q"])
     assert code == 0, capsys.readouterr().err  # -q after the sub-command is accepted too
