@@ -20,6 +20,8 @@ import math
 import multiprocessing as mp
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable
 
 import numpy as np
@@ -178,8 +180,14 @@ def score_pairs(jobs: list[tuple[str, str | None, str]], workers: int = 2, desc:
     if workers <= 1 or len(jobs) < 2:
         rows = [score_one(j) for j in progress_bar(jobs, desc=desc)]
     else:
-        with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-            rows = list(progress_bar(pool.imap(score_one, jobs, chunksize=2), total=len(jobs), desc=desc))
+        # an executor, not a Pool: a worker that dies (a crash inside a metric's C code) is
+        # an error here instead of a pool that waits for it forever
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init_worker) as pool:
+            try:
+                rows = list(progress_bar(pool.map(score_one, jobs, chunksize=2), total=len(jobs), desc=desc))
+            except BrokenProcessPool:
+                raise ChildProcessError(f"{desc}: a scoring process died (a crash inside a metric's C code); "
+                                   "rerun with --workers 1 to find the file") from None
     if dnsmos:
         rows = [add_dnsmos(r, j) for r, j in progress_bar(list(zip(rows, jobs)), desc=f"{desc}: DNSMOS")]
     return rows

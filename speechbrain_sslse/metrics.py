@@ -79,11 +79,25 @@ def is_silent(wav) -> bool:
 
 
 # -- maintained packages --------------------------------------------------------
+#: P.862 is meant for 8-20 s utterances, and the ``pesq`` package crashes the process
+#: (segfault) on signals with more than 50 utterances (from about 115 s of speech on): a pair
+#: longer than this is a ``ReferenceError`` (left out for every system, and named).
+PESQ_MAX_SECONDS = 60.0
+
+
+def check_scorable_length(clean, sample_rate: int = SAMPLE_RATE) -> None:
+    seconds = len(clean) / sample_rate
+    if seconds > PESQ_MAX_SECONDS:
+        raise ReferenceError(f"{seconds:.1f} s is longer than PESQ scores ({PESQ_MAX_SECONDS:.0f} s: P.862 is "
+                             "meant for 8-20 s utterances and the pesq package crashes on long ones); split it")
+
+
 def pesq_wb(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> float:
     """Wide-band PESQ (ITU-T P.862.2) from the ``pesq`` package."""
     from pesq import PesqError, pesq
 
     clean, enhanced = check_pair(clean, enhanced, sample_rate)
+    check_scorable_length(clean, sample_rate)
     try:
         return float(pesq(SAMPLE_RATE, clean, enhanced, "wb"))
     except PesqError as err:  # e.g. "No utterances detected"
@@ -95,7 +109,10 @@ def stoi(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> float:
     from pystoi import stoi as _stoi
 
     clean, enhanced = check_pair(clean, enhanced, sample_rate)
-    value = float(_stoi(clean, enhanced, SAMPLE_RATE, extended=False))
+    try:
+        value = float(_stoi(clean, enhanced, SAMPLE_RATE, extended=False))
+    except (IndexError, ValueError) as err:  # pystoi on a few hundred samples: an axis error
+        raise MetricError(f"too short for STOI ({len(clean)} samples: {err})") from None
     if value == STOI_SENTINEL or not math.isfinite(value):  # a flag, not a score
         raise MetricError("too short for STOI (fewer than 30 frames after silence removal)")
     return value
@@ -274,6 +291,7 @@ def floored_metrics(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[di
     clean, enhanced = np.asarray(clean, dtype=np.float64), np.asarray(enhanced, dtype=np.float64)
     try:
         clean, enhanced = check_pair(clean, enhanced, sample_rate)
+        check_scorable_length(clean, sample_rate)
     except ReferenceError:
         raise
     except MetricError as err:

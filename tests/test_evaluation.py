@@ -6,11 +6,12 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import MINI_SET, RECIPE, ROOT
 
-from speechbrain_sslse import evaluation
+from speechbrain_sslse import evaluation, metrics
 from speechbrain_sslse.cli import evaluate_main
 
 NOISY = os.path.join(MINI_SET, "noisy_testset_wav")
@@ -196,3 +197,24 @@ def test_enhance_mode_never_overwrites_the_references(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "would overwrite the input" in err and err.count("\n") == 1, err
     assert {p: open(os.path.join(refs, p), "rb").read() for p in os.listdir(refs)} == before
+
+
+def _die(job):
+    os._exit(1)  # as a segfault inside a metric's C code ends a worker
+
+
+def test_a_scoring_process_that_dies_is_an_error_not_a_hang(monkeypatch):
+    monkeypatch.setattr(evaluation, "score_one", _die)
+    jobs = [(f"u{i}", None, "x.wav") for i in range(4)]
+    with pytest.raises(ChildProcessError, match="a scoring process died"):
+        evaluation.score_pairs(jobs, workers=2)
+
+
+def test_pairs_too_long_for_pesq_are_left_out_for_every_system_and_too_short_ones_floored():
+    rng = np.random.default_rng(0)
+    long = 0.1 * rng.standard_normal(int(metrics.PESQ_MAX_SECONDS * 16000) + 16000)
+    with pytest.raises(metrics.ReferenceError, match="longer than PESQ scores"):
+        metrics.floored_metrics(long, long)  # before the pesq package could crash the process
+    short = 0.1 * rng.standard_normal(320)
+    scores, reasons = metrics.floored_metrics(short, short)
+    assert scores["stoi"] == metrics.FLOORS["stoi"] and "too short" in reasons["stoi"]
