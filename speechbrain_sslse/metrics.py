@@ -65,17 +65,18 @@ def check_pair(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndar
     return clean, enhanced
 
 
-#: Below half a 16-bit step everywhere: all zeros once written as a 16-bit file. PESQ, STOI
-#: and SI-SDR are level-free and DNSMOS rates such a whisper of noise as a clean background,
-#: so an estimate that lost everything but a trace would otherwise score like its scaled-up self.
-SILENCE_PEAK = 2.0 ** -16
-SILENT = "the estimate is silent (every sample below half a 16-bit step)"
+#: An RMS below one 16-bit step (-90.3 dBFS): what a 16-bit file holds as dither at most, all
+#: zeros when every sample is below half a step. PESQ, STOI and SI-SDR are level-free and DNSMOS
+#: rates such a whisper of noise as a clean background (BAK 4.0 at -97 dBFS), so an estimate that
+#: lost everything but a trace would otherwise score like its scaled-up self.
+SILENCE_RMS = 2.0 ** -15
+SILENT = "the estimate is silent (RMS below one 16-bit step, -90 dBFS)"
 
 
 def is_silent(wav) -> bool:
-    """Whether an estimate counts as silent (``SILENCE_PEAK``)."""
-    wav = np.asarray(wav)
-    return wav.size == 0 or float(np.max(np.abs(wav))) < SILENCE_PEAK
+    """Whether an estimate counts as silent (``SILENCE_RMS``)."""
+    wav = np.asarray(wav, dtype=np.float64)
+    return wav.size == 0 or float(np.sqrt(np.mean(wav * wav))) < SILENCE_RMS
 
 
 # -- maintained packages --------------------------------------------------------

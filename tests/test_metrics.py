@@ -58,13 +58,13 @@ def test_frames_the_estimate_lost_count_as_the_worst_llr():
     assert np.isfinite(metrics.composite(clean, few, sr)["llr"])
 
 
-def test_an_estimate_below_a_16_bit_step_is_silent():
+def test_an_estimate_below_one_16_bit_step_rms_is_silent():
     """PESQ, STOI and SI-SDR are level-free: a trace of the right signal scored like itself."""
     clean, deg, sr = _arctic_pair()
     scores, reasons = metrics.floored_metrics(clean, deg * 1e-8, sr)
     assert scores == metrics.FLOORS and "silent" in reasons["pesq"]
     assert metrics.floored_si_sdr(clean, deg * 1e-8, sr)[0] == metrics.SI_SDR_FLOOR
-    scores, reasons = metrics.floored_metrics(clean, deg * 1e-3, sr)  # quiet, not silent
+    scores, reasons = metrics.floored_metrics(clean, deg * 1e-2, sr)  # quiet, not silent
     assert not reasons and scores["pesq"] > metrics.FLOORS["pesq"]
 
 
