@@ -7,6 +7,7 @@ error a user can cause is one ``error: ...`` line and exit code 2, before heavy 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -89,6 +90,19 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _interruptible(main):
+    """Ctrl-C ends a command with one line and the shell's 130, not a traceback (outputs are
+    written whole or not at all, so what is there is complete)."""
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print("\ninterrupted: files already written are complete; rerun to finish", file=sys.stderr)
+            return 130
+    return run
+
+
 ENHANCE_EXAMPLES = """examples:
   sslse-enhance noisy.wav -o enhanced/ --source pretrained/sslse-log1p-dm
   sslse-enhance corpus/ -o corpus_enhanced/ --source my_model --batch-size 8
@@ -100,6 +114,7 @@ An output never replaces an input, two inputs never share an output, and a rerun
 the same folder replaces only the outputs an earlier run wrote there (none of your files)."""
 
 
+@_interruptible
 def enhance_main(argv: list[str] | None = None) -> int:
     ap = _parser("sslse-enhance", "Enhance audio files with an SSL enhancer.", ENHANCE_EXAMPLES)
     ap.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or globs")
@@ -118,13 +133,14 @@ def enhance_main(argv: list[str] | None = None) -> int:
     from .audio import AudioError
     from .errors import ConfigError
     from .inference import load_model
-    from .output_plan import plan_outputs
+    from .output_plan import check_writable, plan_outputs
 
     try:  # every refusal before the model is loaded or anything is written
         jobs, skipped = plan_outputs(args.inputs, args.output)
         if not jobs:
             reasons = "; ".join(f"{p}: {r}" for p, r in skipped) or "no input"
             return _fail(f"nothing to enhance ({reasons})")
+        check_writable(args.output)  # a read-only folder before the compute, not after it
         model = load_model(args.source, ssl_source=args.ssl_source, device=args.device, precision=args.precision)
     except (ConfigError, AudioError) as err:
         return _fail(str(err))
@@ -132,7 +148,7 @@ def enhance_main(argv: list[str] | None = None) -> int:
     report = model.enhance_files(jobs, args.batch_size, record_in=args.output)  # bars follow -q (show_progress)
     existing = sum(src in earlier for src, _ in report.written)  # counted after: only what was replaced
     replaced = f" ({existing} earlier output(s) there replaced)" if existing else ""
-    print(f"enhanced {len(report.written)} of {len(jobs)} file(s) -> {args.output}{replaced}")
+    print(f"enhanced {len(report.written)} of {len(jobs) + len(skipped)} file(s) -> {args.output}{replaced}")
     problems = skipped + report.failed
     if problems:
         print(f"{len(problems)} input(s) failed or skipped:", file=sys.stderr)
@@ -161,6 +177,7 @@ With --clean: PESQ, CSIG, CBAK, COVL, STOI, SSNR, then SI-SDR (and DNSMOS with -
 second table. Without it: DNSMOS only, for every audio file of --enhanced."""
 
 
+@_interruptible
 def evaluate_main(argv: list[str] | None = None) -> int:
     ap = _parser("sslse-evaluate", "Evaluate enhancers or score enhanced folders.", EVALUATE_EXAMPLES)
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -196,6 +213,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .audio import AudioError
     from .errors import ConfigError
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        return _fail(f"--out {args.out} is a file; give a folder for the tables")
     try:
         if args.command == "score":
             from .metrics import DnsmosUnavailable
@@ -226,6 +245,7 @@ ANALYZE_EXAMPLES = """examples:
   sslse-analyze --source results/pf/999 --compare microsoft/wavlm-base-plus --manifest clean:noisy --out a/"""
 
 
+@_interruptible
 def analyze_main(argv: list[str] | None = None) -> int:
     ap = _parser("sslse-analyze", "Clean-noisy distance per SSL layer vs the learned layer weights "
                  "(paper Sec. 3.3, Figs. 2-3): CSV, JSON and PNG.", ANALYZE_EXAMPLES)

@@ -280,8 +280,11 @@ def warn_if_level_unusual(wav: torch.Tensor, name: str = "input") -> None:
 
 def check_batch(noisy: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """Validates an ``enhance_batch`` call; returns absolute lengths (samples)."""
-    if not torch.is_tensor(noisy) or noisy.dim() != 2:
-        raise ValueError(f"noisy must be a (batch, samples) tensor, got {getattr(noisy, 'shape', type(noisy))}")
+    if not torch.is_tensor(noisy):
+        raise ValueError(f"noisy must be a torch tensor, got {type(noisy).__name__}"
+                         + (" (torch.from_numpy(x) makes one)" if type(noisy).__module__ == "numpy" else ""))
+    if noisy.dim() != 2:
+        raise ValueError(f"noisy must be a (batch, samples) tensor, got shape {tuple(noisy.shape)}")
     if not noisy.is_floating_point():
         raise ValueError(f"noisy must hold float samples in [-1, 1], got {noisy.dtype} "
                          "(for int16 audio: noisy.float() / 32768)")
@@ -315,6 +318,8 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def check_device(device: str) -> None:
     """One clear error for a device this machine does not have, before any loading."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"device {device!r}: use cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
     if device.startswith("cuda:") and int(device.split(":", 1)[1] or 0) >= torch.cuda.device_count():

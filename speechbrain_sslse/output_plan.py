@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import tempfile
 from typing import Iterable, Sequence
 
 from .audio import AUDIO_EXTENSIONS, NOT_REGULAR, AudioError, list_audio, same_or_inside
@@ -61,7 +62,7 @@ def expand_inputs(
     for item in inputs:
         if os.path.isdir(item):
             hidden = _inside_only(exclude, item)
-            files = list_audio(item, exclude=hidden, skipped=problems)
+            files = _not_earlier_outputs(list_audio(item, exclude=hidden, skipped=problems), item)
             problems += _left_in_output_folders(hidden)
             if not files:
                 problems.append((item, f"is a directory with no audio files ({', '.join(AUDIO_EXTENSIONS)})"))
@@ -78,7 +79,10 @@ def expand_inputs(
             root = _glob_root(item)
             hidden = _inside_only(exclude, root)
             records = {e: recorded_outputs(e) for e in hidden}  # each output folder's record read once
+            keep = set(_not_earlier_outputs([m for m in matches if os.path.isfile(m)], root))
             for m in matches:
+                if os.path.isfile(m) and m not in keep and not any(same_or_inside(m, e) for e in hidden):
+                    continue  # an earlier run's output elsewhere (see _not_earlier_outputs)
                 if os.path.isfile(m):
                     held = [e for e in hidden if same_or_inside(m, e)]
                     if not held:
@@ -88,6 +92,30 @@ def expand_inputs(
                 elif not os.path.isdir(m):
                     problems.append((m, NOT_REGULAR))
     return found, problems
+
+
+def _not_earlier_outputs(files: list[str], root: str) -> list[str]:
+    """``files`` (found below the folder or glob root ``root``) without those an earlier run
+    wrote, unchanged, into an output folder between them and ``root`` (by its
+    ``OUTPUT_RECORD``): enhanced outputs are not enhanced again. A file named on its own is
+    never dropped; a user's file in such a folder stays (it is not in the record)."""
+    top = os.path.abspath(root)
+    records: dict[str, dict[str, list[int]] | None] = {}
+    kept = []
+    for path in files:
+        folder, ours = os.path.dirname(os.path.abspath(path)), False
+        while not ours:
+            if folder not in records:
+                records[folder] = (recorded_outputs(folder)
+                                   if os.path.isfile(os.path.join(folder, OUTPUT_RECORD)) else None)
+            if records[folder] is not None:
+                ours = _unchanged_output(path, folder, records[folder])
+            if folder == top or os.path.dirname(folder) == folder or not folder.startswith(top):
+                break
+            folder = os.path.dirname(folder)
+        if not ours:
+            kept.append(path)
+    return kept
 
 
 IN_OUTPUT_FOLDER = ("lies in the output folder, which is not read as input, and no run wrote it there: "
@@ -205,9 +233,22 @@ def check_replaceable(jobs: Sequence[tuple[str, str]], out_dir: str) -> None:
     foreign = [dst for _, dst in jobs if os.path.lexists(dst) and not _unchanged_output(dst, out_dir, record)]
     if foreign:
         names = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise PlanError(f"{len(foreign)} existing entr(y/ies) not recorded as unchanged outputs of this tool "
-                        f"in {os.path.join(out_dir, OUTPUT_RECORD)} would be replaced: {names}; move them or "
+        kept = os.path.join(out_dir, OUTPUT_RECORD)
+        record_note = f"by its record {kept}" if os.path.isfile(kept) else f"it has no record {OUTPUT_RECORD}"
+        raise PlanError(f"{len(foreign)} existing entr(y/ies) in {out_dir} that no earlier run of this tool wrote "
+                        f"there unchanged ({record_note}) would be replaced: {names}; move them or "
                         "choose another output folder")
+
+
+def check_writable(out_dir: str) -> None:
+    """``PlanError`` (one line) when files cannot be written in ``out_dir`` (created here):
+    found before hours of enhancement, not after them."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".sslse-write-test-"):
+            pass
+    except OSError as err:
+        raise PlanError(f"cannot write in the output folder {out_dir}: {err.strerror or err}") from None
 
 
 def plan_outputs(

@@ -1,8 +1,8 @@
 """Data safety and honest scores, one parametrised test per class of input (issue 12):
 outputs never touch inputs, no two inputs share an output, scores never flatter, bounded
 resampling, clean per-file write failures, argument checks, one-line errors."""
-import math
 import json
+import math
 import os
 import shutil
 import stat
@@ -20,8 +20,8 @@ from conftest import MINI_SET, ROOT, listed_outputs
 from speechbrain_sslse import audio, evaluation, metrics
 from speechbrain_sslse.cli import analyze_main, enhance_main, evaluate_main
 from speechbrain_sslse.errors import ConfigError
-from speechbrain_sslse.inference import EnhanceSSL, check_source, load_model
-from speechbrain_sslse.output_plan import OUTPUT_RECORD, PlanError, check_jobs, plan_outputs
+from speechbrain_sslse.inference import EnhanceSSL, check_device, check_source, load_model
+from speechbrain_sslse.output_plan import OUTPUT_RECORD, PlanError, check_jobs, plan_outputs, record_output
 
 MODEL = os.path.join(ROOT, "pretrained", "sslse-log1p-sim")
 NOISY = os.path.join(MINI_SET, "noisy_testset_wav")
@@ -409,7 +409,7 @@ def test_a_rerun_replaces_only_its_own_unchanged_outputs(tmp_path, capsys):
     sf.write(out / "b.wav", SPEECH[:8000], 16000)  # the user edits an output: now theirs
     before = _snapshot(out)
     code, io = _run([str(src), "-o", str(out)], capsys)
-    assert code == 2 and "not recorded as unchanged outputs" in io.err and str(out / "b.wav") in io.err
+    assert code == 2 and "that no earlier run of this tool wrote" in io.err and str(out / "b.wav") in io.err
     assert _snapshot(out) == before
     os.remove(out / "b.wav")
     os.symlink(tmp_path / "nowhere.wav", out / "b.wav")  # a dangling link is not an output either
@@ -420,7 +420,7 @@ def test_a_rerun_replaces_only_its_own_unchanged_outputs(tmp_path, capsys):
     # the Python API's file path obeys the same record: a user's file is refused before any work
     (out / "a.wav").write_bytes(b"my own recording")
     model = load_model(MODEL)
-    with pytest.raises(PlanError, match="not recorded as unchanged outputs"):
+    with pytest.raises(PlanError, match="that no earlier run of this tool wrote"):
         model.enhance_files([(str(src / "a.wav"), str(out / "a.wav"))], record_in=str(out))
     assert (out / "a.wav").read_bytes() == b"my own recording"
 
@@ -616,3 +616,57 @@ def test_a_malformed_manifest_names_its_file(finished_run, tmp_path):
     (copy / "valid.json").write_text("{not json")
     run = _train([f"--output_folder={copy}", "--skip_prep=True"], tmp_path)
     assert run.returncode == 2 and "valid.json: malformed manifest" in run.stderr
+
+
+def test_earlier_outputs_among_the_inputs_are_not_enhanced_again(tmp_path):
+    """A folder that holds an earlier run's output folder: those outputs (recorded, unchanged)
+    are left out; a recording of the user's in that folder, or a changed output, is input."""
+    src = tmp_path / "rec"
+    (src / "enh").mkdir(parents=True)
+    for name in ("a.wav", "enh/a.wav", "enh/mine.wav", "enh/edited.wav"):
+        sf.write(src / name, SPEECH, 16000)
+    record_output(str(src / "enh"), str(src / "enh" / "a.wav"))
+    record_output(str(src / "enh"), str(src / "enh" / "edited.wav"))
+    sf.write(src / "enh" / "edited.wav", SPEECH[:8000], 16000)  # changed since: the user's now
+    for given in (str(src), str(src / "**" / "*.wav")):
+        jobs, skipped = plan_outputs([given], str(tmp_path / "out2"))
+        assert sorted(os.path.relpath(s_, src) for s_, _ in jobs) == ["a.wav", "enh/edited.wav", "enh/mine.wav"]
+        assert not skipped
+    jobs, _ = plan_outputs([str(src / "enh" / "a.wav")], str(tmp_path / "out3"))  # named: enhanced
+    assert len(jobs) == 1
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the folder was checked")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", denied)
+    monkeypatch.setattr("speechbrain_sslse.inference.load_model", no_model)
+    code = enhance_main([NOISY, "-o", str(tmp_path / "out"), "--source", MODEL])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write in the output folder" in err and "Permission denied" in err, err
+
+
+def test_ctrl_c_is_one_line_and_130(monkeypatch, capsys, tmp_path):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("speechbrain_sslse.output_plan.plan_outputs", interrupt)
+    assert enhance_main([NOISY, "-o", str(tmp_path / "o"), "--source", MODEL]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err and err.strip().count("\n") == 0
+
+
+def test_clear_messages_for_a_wrong_device_a_file_as_out_and_a_numpy_batch(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="use cpu, cuda or cuda:N"):
+        check_device("gpu")
+    (tmp_path / "o").write_text("mine")
+    assert evaluate_main(["score", "--enhanced", NOISY, "--clean", CLEAN, "--out", str(tmp_path / "o")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err and (tmp_path / "o").read_text() == "mine"
+    with pytest.raises(ValueError, match="torch.from_numpy"):
+        load_model(MODEL).enhance_batch(np.zeros((1, 16000), dtype=np.float32))
