@@ -386,6 +386,35 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
 
 
+def rate_notes(jobs: list[tuple]) -> list[str]:
+    """What the scores do not show about the files' rates (all are scored at 16 kHz): an
+    estimate at a lower rate than its reference has an empty top band, and a narrow-band
+    set is scored with wide-band PESQ (neither is an error: both are said)."""
+    import soundfile as sf
+
+    def rate(path):
+        try:
+            return sf.info(path).samplerate
+        except Exception:  # unreadable: scored (and floored or dropped) with its reason
+            return None
+
+    lower, narrow = [], []
+    for uid, clean, est in jobs:
+        r_est, r_ref = rate(est), rate(clean) if clean else None
+        if r_est and r_ref and r_est < r_ref:
+            lower.append(f"{uid} ({r_est} < {r_ref} Hz)")
+        if r_ref and r_ref < SAMPLE_RATE:
+            narrow.append(uid)
+    notes = []
+    if lower:
+        notes.append(f"{len(lower)} estimate(s) at a lower rate than their reference, scored after resampling "
+                     f"(nothing in their top band): {_names(lower)}")
+    if narrow:
+        notes.append(f"{len(narrow)} reference(s) below {SAMPLE_RATE} Hz: wide-band PESQ and the other metrics "
+                     f"run on them upsampled, so their scores do not compare with 16 kHz sets: {_names(narrow)}")
+    return notes
+
+
 def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: str = "system",
                   noisy_dir: str | None = None, workers: int = 2, dnsmos: bool | None = None) -> dict:
     """``score`` mode: any folder of enhanced files against clean references by name.
@@ -436,6 +465,8 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
         if no_noisy:
             raise ValueError(f"no noisy file in {noisy_dir} for {no_noisy[:5]}: the Noisy row would cover other utterances")
         results[NOISY] = score_pairs(noisy_jobs, workers, "scoring noisy", dnsmos)
+    for note in rate_notes(jobs):
+        print(note)
     results[name] = score_pairs(jobs, workers, f"scoring {name}", dnsmos)
     results[name] += floored_missing(missing, jobs, estimate_dir, dnsmos)
     if noisy_dir and reference:  # (id, clean, noisy): what the rows were scored on

@@ -8,6 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
 
 from conftest import MINI_SET, RECIPE, ROOT
 
@@ -218,3 +221,19 @@ def test_pairs_too_long_for_pesq_are_left_out_for_every_system_and_too_short_one
     short = 0.1 * rng.standard_normal(320)
     scores, reasons = metrics.floored_metrics(short, short)
     assert scores["stoi"] == metrics.FLOORS["stoi"] and "too short" in reasons["stoi"]
+
+
+def test_scores_say_when_rates_differ_from_what_they_measure(tmp_path, capsys):
+    for folder in ("e8k", "c8k"):
+        (tmp_path / folder).mkdir()
+    for name in sorted(os.listdir(NOISY))[:2]:
+        x, _ = sf.read(os.path.join(NOISY, name), dtype="float32")
+        c, _ = sf.read(os.path.join(CLEAN, name), dtype="float32")
+        sf.write(tmp_path / "e8k" / name, AF.resample(torch.from_numpy(x), 16000, 8000).numpy(), 8000)
+        sf.write(tmp_path / "c8k" / name, AF.resample(torch.from_numpy(c), 16000, 8000).numpy(), 8000)
+    assert evaluate_main(["score", "--enhanced", str(tmp_path / "e8k"), "--clean", CLEAN, "--out",
+                          str(tmp_path / "o1"), "--workers", "1"]) == 0
+    assert "2 estimate(s) at a lower rate than their reference" in capsys.readouterr().out
+    assert evaluate_main(["score", "--enhanced", str(tmp_path / "e8k"), "--clean", str(tmp_path / "c8k"),
+                          "--out", str(tmp_path / "o2"), "--workers", "1"]) == 0
+    assert "2 reference(s) below 16000 Hz" in capsys.readouterr().out
