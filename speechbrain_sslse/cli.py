@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import glob
 import logging
 import os
 import sys
@@ -90,17 +91,19 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _interruptible(main):
-    """Ctrl-C ends a command with one line and the shell's 130, not a traceback (outputs are
-    written whole or not at all, so what is there is complete)."""
-    @functools.wraps(main)
-    def run(argv: list[str] | None = None) -> int:
-        try:
-            return main(argv)
-        except KeyboardInterrupt:
-            print("\ninterrupted: files already written are complete; rerun to finish", file=sys.stderr)
-            return 130
-    return run
+def _interruptible(after: str):
+    """Ctrl-C ends a command with one line (``after``: what it leaves behind) and the shell's
+    130, not a traceback."""
+    def wrap(main):
+        @functools.wraps(main)
+        def run(argv: list[str] | None = None) -> int:
+            try:
+                return main(argv)
+            except KeyboardInterrupt:
+                print(f"\ninterrupted: {after}", file=sys.stderr)
+                return 130
+        return run
+    return wrap
 
 
 ENHANCE_EXAMPLES = """examples:
@@ -114,7 +117,7 @@ An output never replaces an input, two inputs never share an output, and a rerun
 the same folder replaces only the outputs an earlier run wrote there (none of your files)."""
 
 
-@_interruptible
+@_interruptible("each output is written whole or not at all, so those there are complete; rerun to finish")
 def enhance_main(argv: list[str] | None = None) -> int:
     ap = _parser("sslse-enhance", "Enhance audio files with an SSL enhancer.", ENHANCE_EXAMPLES)
     ap.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or globs")
@@ -140,15 +143,16 @@ def enhance_main(argv: list[str] | None = None) -> int:
         if not jobs:
             reasons = "; ".join(f"{p}: {r}" for p, r in skipped) or "no input"
             return _fail(f"nothing to enhance ({reasons})")
-        check_writable(args.output)  # a read-only folder before the compute, not after it
         model = load_model(args.source, ssl_source=args.ssl_source, device=args.device, precision=args.precision)
+        check_writable(args.output)  # a read-only folder before the compute, not after it
     except (ConfigError, AudioError) as err:
         return _fail(str(err))
     earlier = {src: dst for src, dst in jobs if os.path.exists(dst)}  # outputs of an earlier run
     report = model.enhance_files(jobs, args.batch_size, record_in=args.output)  # bars follow -q (show_progress)
     existing = sum(src in earlier for src, _ in report.written)  # counted after: only what was replaced
     replaced = f" ({existing} earlier output(s) there replaced)" if existing else ""
-    print(f"enhanced {len(report.written)} of {len(jobs) + len(skipped)} file(s) -> {args.output}{replaced}")
+    named = sum(1 for p, _ in skipped if not os.path.isdir(p) and not glob.has_magic(p))  # files, not folders or globs
+    print(f"enhanced {len(report.written)} of {len(jobs) + named} file(s) -> {args.output}{replaced}")
     problems = skipped + report.failed
     if problems:
         print(f"{len(problems)} input(s) failed or skipped:", file=sys.stderr)
@@ -177,7 +181,7 @@ With --clean: PESQ, CSIG, CBAK, COVL, STOI, SSNR, then SI-SDR (and DNSMOS with -
 second table. Without it: DNSMOS only, for every audio file of --enhanced."""
 
 
-@_interruptible
+@_interruptible("the tables in --out may be partial or from an earlier run; rerun to finish")
 def evaluate_main(argv: list[str] | None = None) -> int:
     ap = _parser("sslse-evaluate", "Evaluate enhancers or score enhanced folders.", EVALUATE_EXAMPLES)
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -231,7 +235,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             evaluation.check_system_name(name)
             items = evaluation.read_manifest(args.manifest)
             model = load_model(args.model, ssl_source=args.ssl_source, device=args.device)
-            meta = {"model": os.path.abspath(args.model), "manifest": args.manifest}
+            meta = {"model": os.path.abspath(args.model) if os.path.exists(args.model) else args.model,
+                    "manifest": args.manifest}
             summary = evaluation.evaluate_model(model, items, args.out, name, args.workers, meta=meta)
     except (ValueError, OSError, ConfigError, AudioError) as err:  # one line, not a traceback
         return _fail(str(err))
@@ -245,7 +250,7 @@ ANALYZE_EXAMPLES = """examples:
   sslse-analyze --source results/pf/999 --compare microsoft/wavlm-base-plus --manifest clean:noisy --out a/"""
 
 
-@_interruptible
+@_interruptible("its output folder may be partial; rerun to finish")
 def analyze_main(argv: list[str] | None = None) -> int:
     ap = _parser("sslse-analyze", "Clean-noisy distance per SSL layer vs the learned layer weights "
                  "(paper Sec. 3.3, Figs. 2-3): CSV, JSON and PNG.", ANALYZE_EXAMPLES)

@@ -301,7 +301,7 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
         if clash != name:
             raise ValueError(f"systems {clash!r} and {name!r} would both write scores_{_slug(name)}.csv; rename one")
     os.makedirs(out_dir, exist_ok=True)
-    stale = sorted(set(glob.glob(os.path.join(out_dir, "scores_*.csv"))) - {os.path.join(out_dir, f) for f in files})
+    stale = sorted(set(glob.glob(os.path.join(glob.escape(out_dir), "scores_*.csv"))) - {os.path.join(out_dir, f) for f in files})
     if stale:  # a user's files are never deleted: said, so no table is read from them by mistake
         print(f"{out_dir}: {len(stale)} scores_*.csv of systems not in this run stay there (not in this "
               f"summary): {_names([os.path.basename(f) for f in stale])}")
@@ -375,11 +375,13 @@ def match_folders(estimate_dir: str, clean_dir: str) -> tuple[list[tuple[str, st
     return jobs, sorted(set(est) - set(clean)), sorted(set(clean) - set(est))
 
 
-def floored_missing(ids: list[str], jobs: list[tuple], estimate_dir: str, dnsmos: bool = False) -> list[dict]:
+def floored_missing(ids: list[str], jobs: list[tuple], estimate_dir: str, dnsmos: bool = False,
+                    reference: bool = True) -> list[dict]:
     """Floored rows for the ``ids`` without an estimate among ``jobs`` (a failed or skipped
-    enhancement): a system that leaves out its hard utterances must not score higher."""
+    enhancement): a system that leaves out its hard utterances must not score higher.
+    ``reference`` false: DNSMOS-only rows."""
     got = {job[0] for job in jobs}
-    return [floored_row(uid, f"no estimate in {estimate_dir}", dnsmos) for uid in ids if uid not in got]
+    return [floored_row(uid, f"no estimate in {estimate_dir}", dnsmos, reference) for uid in ids if uid not in got]
 
 
 def _names(names: list[str]) -> str:
@@ -401,7 +403,7 @@ def rate_notes(jobs: list[tuple]) -> list[str]:
     lower, narrow = [], []
     for uid, clean, est in jobs:
         r_est, r_ref = rate(est), rate(clean) if clean else None
-        if r_est and r_ref and r_est < r_ref:
+        if r_est and r_ref and r_est < min(r_ref, SAMPLE_RATE):  # scored at 16 kHz: a 16 kHz estimate loses nothing
             lower.append(f"{uid} ({r_est} < {r_ref} Hz)")
         if r_ref and r_ref < SAMPLE_RATE:
             narrow.append(uid)
@@ -468,7 +470,7 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
     for note in rate_notes(jobs):
         print(note)
     results[name] = score_pairs(jobs, workers, f"scoring {name}", dnsmos)
-    results[name] += floored_missing(missing, jobs, estimate_dir, dnsmos)
+    results[name] += floored_missing(missing, jobs, estimate_dir, dnsmos, reference)
     if noisy_dir and reference:  # (id, clean, noisy): what the rows were scored on
         stamp_pairs(results, noisy_jobs)
     return write_results(out_dir, results, {"estimates": os.path.abspath(estimate_dir)})

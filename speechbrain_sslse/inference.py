@@ -322,8 +322,8 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def check_device(device: str) -> None:
     """One clear error for a device this machine does not have, before any loading."""
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise ConfigError(f"device {device!r}: use cpu, cuda or cuda:N")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise ConfigError(f"device {device!r}: use cpu, cuda, cuda:N or mps")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
     if device.startswith("cuda:") and int(device.split(":", 1)[1] or 0) >= torch.cuda.device_count():

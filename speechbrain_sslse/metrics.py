@@ -166,10 +166,16 @@ def _lpc(frames: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     return r, np.concatenate([np.ones((len(frames), 1)), -a], axis=1)
 
 
+#: Reference frames this close to the loudest one (dB) are speech for ``llr_frames``.
+LLR_SPEECH_DB = 40.0
+
+
 def llr_frames(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Per-frame log-likelihood ratio of the LPC models: NaN where the reference frame is
-    silent (no LPC model to compare with: left out), +inf where only the estimate's is (it
-    lost the frame: the worst distance, sorted last as Loizou's MATLAB sorts its NaN)."""
+    """Per-frame log-likelihood ratio of the LPC models. Where the estimate's frame is
+    digitally silent under speech (the reference frame within ``LLR_SPEECH_DB`` of its
+    loudest) it lost the speech: +inf, the worst distance, sorted last as Loizou's MATLAB
+    sorts its NaN. Elsewhere such a frame (a pause gated to zero) and a silent reference
+    frame have no LPC model to compare: NaN, left out."""
     order = 10 if sample_rate < 10000 else 16
     c, e = _frames(clean, sample_rate), _frames(enhanced, sample_rate)
     r_clean, a_clean = _lpc(c, order)
@@ -179,7 +185,9 @@ def llr_frames(clean, enhanced, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         num = np.einsum("fi,fij,fj->f", a_enh, toe, a_enh)
         den = np.einsum("fi,fij,fj->f", a_clean, toe, a_clean)
         llr = np.log(num / den)
-    lost = np.isnan(llr) & np.isfinite(den) & (r_clean[:, 0] > 0)
+    energy = r_clean[:, 0]
+    speech = energy >= energy.max() * 10 ** (-LLR_SPEECH_DB / 10) if len(energy) else energy > 0
+    lost = np.isnan(llr) & np.isfinite(den) & (energy > 0) & speech
     llr[lost] = np.inf
     return llr
 

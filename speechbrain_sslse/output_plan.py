@@ -96,22 +96,22 @@ def expand_inputs(
 
 def _not_earlier_outputs(files: list[str], root: str) -> list[str]:
     """``files`` (found below the folder or glob root ``root``) without those an earlier run
-    wrote, unchanged, into an output folder between them and ``root`` (by its
-    ``OUTPUT_RECORD``): enhanced outputs are not enhanced again. A file named on its own is
-    never dropped; a user's file in such a folder stays (it is not in the record)."""
+    wrote, unchanged, into an output folder below ``root`` (by its ``OUTPUT_RECORD``):
+    enhanced outputs are not enhanced again. The root's own record does not count (an output
+    folder given as the input is meant: a second model on the first one's outputs), a file
+    named on its own is never dropped, and a user's file in such a folder stays (it is not in
+    the record)."""
     top = os.path.abspath(root)
     records: dict[str, dict[str, list[int]] | None] = {}
     kept = []
     for path in files:
         folder, ours = os.path.dirname(os.path.abspath(path)), False
-        while not ours:
+        while not ours and folder != top and folder.startswith(top.rstrip(os.sep) + os.sep):
             if folder not in records:
                 records[folder] = (recorded_outputs(folder)
                                    if os.path.isfile(os.path.join(folder, OUTPUT_RECORD)) else None)
             if records[folder] is not None:
                 ours = _unchanged_output(path, folder, records[folder])
-            if folder == top or os.path.dirname(folder) == folder or not folder.startswith(top):
-                break
             folder = os.path.dirname(folder)
         if not ours:
             kept.append(path)

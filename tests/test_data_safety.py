@@ -634,19 +634,24 @@ def test_earlier_outputs_among_the_inputs_are_not_enhanced_again(tmp_path):
         assert not skipped
     jobs, _ = plan_outputs([str(src / "enh" / "a.wav")], str(tmp_path / "out3"))  # named: enhanced
     assert len(jobs) == 1
+    # an output folder given as the input (a second model on the first one's outputs): all of it
+    for given in (str(src / "enh"), str(src / "enh" / "*.wav")):
+        jobs, skipped = plan_outputs([given], str(tmp_path / "out4"))
+        assert len(jobs) == 3 and not skipped
 
 
-def test_a_folder_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
+def test_a_folder_that_cannot_be_written_is_refused_before_anything_is_enhanced(tmp_path, monkeypatch, capsys):
     import tempfile
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    def no_model(*args, **kwargs):
-        raise AssertionError("the model was loaded before the folder was checked")
+    class NoEnhancing:
+        def enhance_files(self, *args, **kwargs):
+            raise AssertionError("enhanced before the folder was checked")
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", denied)
-    monkeypatch.setattr("speechbrain_sslse.inference.load_model", no_model)
+    monkeypatch.setattr("speechbrain_sslse.inference.load_model", lambda *a, **k: NoEnhancing())
     code = enhance_main([NOISY, "-o", str(tmp_path / "out"), "--source", MODEL])
     err = capsys.readouterr().err
     assert code == 2 and "cannot write in the output folder" in err and "Permission denied" in err, err
@@ -663,7 +668,7 @@ def test_ctrl_c_is_one_line_and_130(monkeypatch, capsys, tmp_path):
 
 
 def test_clear_messages_for_a_wrong_device_a_file_as_out_and_a_numpy_batch(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="use cpu, cuda or cuda:N"):
+    with pytest.raises(ConfigError, match="use cpu, cuda, cuda:N or mps"):
         check_device("gpu")
     (tmp_path / "o").write_text("mine")
     assert evaluate_main(["score", "--enhanced", NOISY, "--clean", CLEAN, "--out", str(tmp_path / "o")]) == 2

@@ -237,3 +237,10 @@ def test_scores_say_when_rates_differ_from_what_they_measure(tmp_path, capsys):
     assert evaluate_main(["score", "--enhanced", str(tmp_path / "e8k"), "--clean", str(tmp_path / "c8k"),
                           "--out", str(tmp_path / "o2"), "--workers", "1"]) == 0
     assert "2 reference(s) below 16000 Hz" in capsys.readouterr().out
+    # 16 kHz estimates against 48 kHz references (VoiceBank-DEMAND's originals): scored at 16 kHz, nothing lost
+    (tmp_path / "c48k").mkdir()
+    for name in sorted(os.listdir(NOISY))[:2]:
+        c, _ = sf.read(os.path.join(CLEAN, name), dtype="float32")
+        sf.write(tmp_path / "c48k" / name, AF.resample(torch.from_numpy(c), 16000, 48000).numpy(), 48000)
+    assert evaluation.rate_notes([(n, str(tmp_path / "c48k" / n), os.path.join(NOISY, n))
+                                  for n in sorted(os.listdir(NOISY))[:2]]) == []

@@ -56,6 +56,11 @@ def test_frames_the_estimate_lost_count_as_the_worst_llr():
     few = deg.copy()
     few[loud[0]:loud[0] + frame] = 0  # under 5 % of the frames: cut as the worst ones
     assert np.isfinite(metrics.composite(clean, few, sr)["llr"])
+    gated = deg.copy()  # pauses (reference 40 dB below its loudest frame) gated to zero: no loss
+    level = np.array([np.sum(clean[i:i + frame] ** 2) for i in range(0, len(clean) - frame, frame // 4)])
+    for k in np.flatnonzero(level < level.max() * 1e-5):
+        gated[k * (frame // 4):k * (frame // 4) + frame] = 0
+    assert np.isfinite(metrics.composite(clean, gated, sr)["llr"])
 
 
 def test_an_estimate_below_one_16_bit_step_rms_is_silent():

@@ -149,6 +149,8 @@ def test_dnsmos_only_scoring_floors_noisy_files_without_an_estimate(tmp_path, ca
     summary = json.load(open(out / "summary.json"))
     assert summary["systems"]["mine"]["n"] == summary["systems"]["Noisy"]["n"] == 5
     assert summary["systems"]["mine"]["n_floored"] == 1
+    row = {r["id"]: r for r in csv.DictReader(open(out / "scores_mine.csv"))}["0016"]
+    assert row["floored"].split() == list(metrics.DNSMOS_METRICS)  # no metric this run did not score
 
 
 def test_two_names_of_one_scores_file_are_refused(tmp_path):

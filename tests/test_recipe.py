@@ -2,19 +2,23 @@
 users run it (``python recipes/VCTK/train.py hparams/smoke.yaml ...``) and checked by what it
 leaves on disk: train_log.txt, checkpoints, enhanced wavs, layer weights."""
 import glob
+import importlib.util
 import json
 import os
 import re
 import shutil
+import types
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
-from conftest import MINI_SET, SMOKE, run_recipe
+from conftest import MINI_SET, SMOKE, TRAIN, run_recipe
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_sslse.checkpoints import AVERAGED, AtomicCheckpointer
 from speechbrain_sslse.data import random_crop_pair
+from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.hparams import load_hparams
 from speechbrain_sslse.inference import load_model
 from speechbrain_sslse.plots import read_averages
@@ -258,11 +262,18 @@ def test_rerun_with_other_training_settings_is_refused(smoke_run, tmp_path):
     assert _epochs(tmp_path / "run") == ["epoch: 1", "epoch: 2"]
     res = run_recipe(tmp_path / "run", "--lr=1e-5", check=False)  # YAML 1.1: text, not a number
     assert res.returncode == 2 and "write 1.0e-05" in res.stderr, res.stderr[-2000:]
+    # a folder of an older version (a setting added since) resumes, under another experiment name
+    saved = (tmp_path / "run" / "hyperparams.yaml").read_text()
+    (tmp_path / "run" / "hyperparams.yaml").write_text(
+        "\n".join(line for line in saved.splitlines() if not line.startswith("dm_speech_eq_db:")) + "\n")
+    run_recipe(tmp_path / "run", "--number_of_epochs=3", "--experiment=renamed")
+    assert _epochs(tmp_path / "run") == ["epoch: 1", "epoch: 2", "epoch: 3"]
 
 
-def _head_checkpoint(tmp_path, ssl_source):
-    """A recipe-style frozen-encoder checkpoint (head only) of a run on ``ssl_source``."""
-    overrides = {"data_folder": MINI_SET, "ssl_source": ssl_source, "ssl_config": {}, "input": "cross"}
+def _head_checkpoint(tmp_path, ssl_source, built_on=None):
+    """A recipe-style frozen-encoder checkpoint (head only) of a run on ``ssl_source`` (its
+    weights built on the local folder ``built_on``, default ``ssl_source``)."""
+    overrides = {"data_folder": MINI_SET, "ssl_source": built_on or ssl_source, "ssl_config": {}, "input": "cross"}
     enhancer = load_hparams(SMOKE, overrides)["enhancer"]
     run = tmp_path / "src"
     (run / "save" / "CKPT+1").mkdir(parents=True)
@@ -271,13 +282,38 @@ def _head_checkpoint(tmp_path, ssl_source):
     return run / "save" / "CKPT+1" / "enhancer.ckpt"
 
 
-def test_warm_start_refuses_a_head_of_another_encoder(tmp_path, tiny_folders):
-    ckpt = _head_checkpoint(tmp_path, tiny_folders["wavlm"])
+def _train_module():
+    spec = importlib.util.spec_from_file_location("sslse_train", TRAIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_warm_start_refuses_a_head_of_another_hub_encoder(tmp_path, tiny_folders):
+    """wav2vec 2.0 and HuBERT Base have the same shapes: the head would load without a word."""
+    train = _train_module()
+    ckpt = _head_checkpoint(tmp_path, "microsoft/wavlm-base-plus", built_on=tiny_folders["wavlm"])
+    frozen = types.SimpleNamespace(ssl=types.SimpleNamespace(backbone_in_checkpoint=False))
+    hparams = {"enhancer": frozen, "ssl_mode": "frozen", "ssl_source": "facebook/hubert-base-ls960"}
+    with pytest.raises(ConfigError, match="was trained on the encoder microsoft/wavlm-base-plus"):
+        train.check_init_from(hparams, str(ckpt))
+    train.check_init_from(dict(hparams, ssl_source="/models/wavlm-base-plus"), str(ckpt))  # a local copy
+
+
+def test_warm_start_names_another_local_encoder_and_goes_on(tmp_path, tiny_folders):
+    # wav2vec 2.0 and HuBERT of one shape: the head fits, the names differ (local copies may)
+    ckpt = _head_checkpoint(tmp_path, tiny_folders["wav2vec2"])
     frozen = ("--ssl_config={}", "--input=cross", "--number_of_epochs=0")
     res = run_recipe(tmp_path / "b", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['hubert']}", *frozen,
                      check=False)
-    assert res.returncode == 2 and "was trained on the encoder" in res.stderr, res.stderr[-2000:]
-    run_recipe(tmp_path / "c", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['wavlm']}", *frozen)
+    said = res.stdout + res.stderr
+    assert res.returncode == 0 and "was trained on the encoder" in said, said[-2000:]
+    # a head that does not fit (WavLM weighs 4 states, HuBERT 3): one line, not a traceback
+    ckpt = _head_checkpoint(tmp_path / "w", tiny_folders["wavlm"])
+    res = run_recipe(tmp_path / "c", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['hubert']}", *frozen,
+                     check=False)
+    assert res.returncode == 2 and "does not fit this model" in res.stderr and "Traceback" not in res.stderr, \
+        res.stderr[-2000:]
 
 
 def test_warm_start_refuses_encoder_weights_into_a_frozen_encoder(smoke_run, tmp_path, tiny_folders):

@@ -215,7 +215,10 @@ MODEL_KEYS = ("input", "ssl_source", "ssl_config", "ssl_mode", "ssl_output", "ss
 #: validation loss measured two ways, another noise set), so it is refused.
 RESUMABLE_KEYS = ("number_of_epochs", "epoch_counter", "average_last_epochs", "ckpt_num_to_keep",
                   "ckpt_interval_minutes", "num_workers", "init_from", "data_folder", "test_pairs",
-                  "skip_prep", "ssl_cache_dir")
+                  "skip_prep", "ssl_cache_dir", "experiment")
+#: Settings that hold CLEAN_DIR:NOISY_DIR folders: compared as real paths (relative or
+#: absolute spellings of one folder are one setting).
+PAIR_KEYS = ("dm_noise_pairs",)
 
 
 class _Built(dict):
@@ -258,6 +261,12 @@ def _comparable(value, folder: str):
     return value
 
 
+def _real_pairs(value):
+    if isinstance(value, list):
+        return [":".join(os.path.realpath(p) for p in v.split(":")) if isinstance(v, str) else v for v in value]
+    return value
+
+
 def check_same_model(output_folder: str, resolved: str) -> None:
     """Refuses, before the folder changes, to rerun a folder that holds checkpoints with
     settings that build another model, or that train it otherwise than its checkpoints were
@@ -283,10 +292,15 @@ def check_same_model(output_folder: str, resolved: str) -> None:
                           "choose another --output_folder (or --experiment) to train this one, or move that folder aside")
     # built objects (optimisers, checkpointer, counter, ...) are made from these settings
     # (the enhancer's own arguments were compared above)
+    # (a key only one side has came or went with the code: its default is what that code ran)
     old_dir, new_dir = str(before.get("output_folder") or ""), str(now.get("output_folder") or "")
-    changed = [k for k in dict.fromkeys([*before, *now]) if k not in RESUMABLE_KEYS
-               and not isinstance(before.get(k), _Built) and not isinstance(now.get(k), _Built)
-               and _comparable(before.get(k), old_dir) != _comparable(now.get(k), new_dir)]
+    for key in PAIR_KEYS:
+        for side in (before, now):
+            if key in side:
+                side[key] = _real_pairs(side[key])
+    changed = [k for k in before if k in now and k not in RESUMABLE_KEYS
+               and not isinstance(before[k], _Built) and not isinstance(now[k], _Built)
+               and _comparable(before[k], old_dir) != _comparable(now[k], new_dir)]
     if changed:
         raise ConfigError(f"{output_folder} holds checkpoints trained with other settings ({diffs(before, now, changed)}); "
                           "resuming would keep the old optimiser state and mix two runs in one folder. Give the "
@@ -347,9 +361,15 @@ def check_init_from(hparams: dict, source: str) -> None:
                           "checkpoints would not keep them: train with that run's ssl_mode, or warm-start from "
                           "a frozen-encoder checkpoint")
     used = None if has_encoder else _source_run_encoder(source)
-    if used and hparams["ssl_mode"] != "scratch" and _encoder_name(used) != _encoder_name(hparams["ssl_source"]):
-        raise ConfigError(f"init_from: {source} was trained on the encoder {used}, this run loads "
-                          f"{hparams['ssl_source']}; give --ssl_source={used} (a local copy of it is fine)")
+    ours = hparams["ssl_source"]
+    if used and hparams["ssl_mode"] != "scratch" and _encoder_name(used) != _encoder_name(ours):
+        message = (f"init_from: {source} was trained on the encoder {used}, this run loads {ours}; "
+                   f"give --ssl_source={used}")
+        if any(os.path.isdir(os.path.expanduser(str(p))) for p in (used, ours)):
+            # a local copy may carry any folder name (an HF cache snapshot: a hash): said, not refused
+            logger.warning("%s, unless %s is a copy of it", message, ours)
+        else:
+            raise ConfigError(message)
 
 
 def warm_start(hparams: dict, source: str, output_folder: str) -> None:
@@ -369,7 +389,10 @@ def warm_start(hparams: dict, source: str, output_folder: str) -> None:
     # keeps the link an earlier run made, so a changed --init_from would silently load the old
     # weights (the source file itself is never touched)
     run_on_main(pretrainer.collect_files, kwargs={"fetch_config": FetchConfig(overwrite=True)})
-    pretrainer.load_collected()
+    try:
+        pretrainer.load_collected()
+    except RuntimeError as err:  # another model's weights: one line, with torch's first words
+        raise ConfigError(f"init_from: {source} does not fit this model ({str(err).splitlines()[0][:300]})") from None
     logger.info("warm start: enhancer weights from %s", source)
 
 
