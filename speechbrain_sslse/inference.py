@@ -89,7 +89,10 @@ class EnhanceSSL(Pretrained):
         out = torch.zeros(n)
         ramp = torch.linspace(0, 1, overlap + 2)[1:-1]
         bs = int(getattr(self.hparams, "batch_size", 4))
-        for i in range(0, len(starts), bs):
+        # a recording of hours is one "file" of the files bar: its chunks get a bar of their own
+        groups = progress_bar(range(0, len(starts), bs), desc=f"one {n / SAMPLE_RATE / 60:.0f}-min signal",
+                              unit="batch", leave=False, enabled=None if n > LONG_SIGNAL_SAMPLES else False)
+        for i in groups:
             group = starts[i : i + bs]
             segs = [wav[s : s + size] for s in group]
             lens = torch.tensor([len(s) for s in segs])
@@ -268,6 +271,9 @@ class FilesReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     outputs: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
+
+#: Signals longer than this (10 min) show a bar over their chunks while they are enhanced.
+LONG_SIGNAL_SAMPLES = 10 * 60 * SAMPLE_RATE
 
 #: Peaks above this are far outside float audio's [-1, 1] (e.g. int16-scaled samples).
 LEVEL_WARN_PEAK = 4.0

@@ -1,8 +1,8 @@
 """EnhanceSSL, export round trip, CLI: rates, channels, long files, batches, broken files."""
 import glob
 import os
-import warnings
 import shutil
+import warnings
 import subprocess
 import sys
 
@@ -129,6 +129,20 @@ def test_long_file_in_chunks_matches_whole_file(tmp_path):
     b = whole.enhance_file(str(tmp_path / "long.wav")).numpy()
     assert abs(_snr(clean, a) - _snr(clean, b)) < 0.1
     assert _snr(b, a) > 30  # the two outputs themselves agree closely
+
+
+def test_a_long_signal_shows_its_own_progress(monkeypatch, capsys):
+    """One recording of hours is one step of the files bar: its chunks are counted too."""
+    from speechbrain_sslse import inference, progress
+
+    monkeypatch.setattr(progress, "LOG_DELAY", 0.0)
+    monkeypatch.setattr(inference, "LONG_SIGNAL_SAMPLES", 60 * 16000)
+    x = torch.from_numpy(_sixty_seconds()[0])
+    model = EnhanceSSL.from_hparams(SHIPPED)
+    model.enhance_waveform(x[: 50 * 16000])  # under the bound: no bar
+    assert "signal" not in capsys.readouterr().err
+    model.enhance_waveform(torch.cat([x, x]))
+    assert "one 2-min signal" in capsys.readouterr().err
 
 
 def test_chunking_covers_every_sample(trained):
