@@ -388,6 +388,22 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
 
 
+def floor_note(name: str, rows: list[dict]) -> str | None:
+    """One line on a system's floored utterances and their commonest reasons: a table with
+    floors (e.g. every estimate stereo) is not read as a bad but working system."""
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r.get("floored") and r.get("error"):
+            head, _, rest = r["error"].partition(": ")
+            why = rest if rest and (os.sep in head or os.path.splitext(head)[1]) else r["error"]
+            reasons[why] = reasons.get(why, 0) + 1
+    if not reasons:
+        return None
+    top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+    return (f"{name}: {sum(reasons.values())} of {len(rows)} utterance(s) at a floor: "
+            + "; ".join(f"{why} ({count})" for why, count in top))
+
+
 def rate_notes(jobs: list[tuple]) -> list[str]:
     """What the scores do not show about the files' rates (all are scored at 16 kHz): an
     estimate at a lower rate than its reference has an empty top band, and a narrow-band
@@ -471,6 +487,10 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
         print(note)
     results[name] = score_pairs(jobs, workers, f"scoring {name}", dnsmos)
     results[name] += floored_missing(missing, jobs, estimate_dir, dnsmos, reference)
+    for system, rows in results.items():
+        note = floor_note(system, rows)
+        if note:
+            print(note)
     if noisy_dir and reference:  # (id, clean, noisy): what the rows were scored on
         stamp_pairs(results, noisy_jobs)
     return write_results(out_dir, results, {"estimates": os.path.abspath(estimate_dir)})

@@ -244,3 +244,15 @@ def test_scores_say_when_rates_differ_from_what_they_measure(tmp_path, capsys):
         sf.write(tmp_path / "c48k" / name, AF.resample(torch.from_numpy(c), 16000, 48000).numpy(), 48000)
     assert evaluation.rate_notes([(n, str(tmp_path / "c48k" / n), os.path.join(NOISY, n))
                                   for n in sorted(os.listdir(NOISY))[:2]]) == []
+
+
+def test_floored_estimates_are_said_with_their_reasons(tmp_path, capsys):
+    """Stereo estimates against mono references are floored: the run says so and why."""
+    (tmp_path / "st").mkdir()
+    for name in sorted(os.listdir(NOISY))[:2]:
+        x, _ = sf.read(os.path.join(NOISY, name), dtype="float32")
+        sf.write(tmp_path / "st" / name, np.stack([x, x], axis=1), 16000)
+    assert evaluate_main(["score", "--enhanced", str(tmp_path / "st"), "--clean", CLEAN, "--name", "mine",
+                          "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "mine: 5 of 5 utterance(s) at a floor:" in out and "2 channels, metrics need mono (2)" in out, out
