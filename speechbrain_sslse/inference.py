@@ -76,8 +76,10 @@ class EnhanceSSL(Pretrained):
             full = bool((lengths == noisy.shape[1]).all())
             return self.enhancer.enhance(noisy.to(self.device, torch.float32), None if full else lengths.to(self.device))
 
-    def enhance_waveform(self, wav: torch.Tensor) -> torch.Tensor:
-        """One 16 kHz signal (samples,) of any length, in overlapping chunks when long."""
+    def enhance_waveform(self, wav: torch.Tensor, progress: bool | None = None) -> torch.Tensor:
+        """One 16 kHz signal (samples,) of any length, in overlapping chunks when long.
+        ``progress``: the bar over the chunks of a signal over ``LONG_SIGNAL_SAMPLES``
+        (default: ``show_progress``'s setting; False: none)."""
         n = wav.shape[-1]
         size, overlap = self.chunk_samples, self.overlap_samples
         if n <= size:
@@ -91,7 +93,7 @@ class EnhanceSSL(Pretrained):
         bs = int(getattr(self.hparams, "batch_size", 4))
         # a recording of hours is one "file" of the files bar: its chunks get a bar of their own
         groups = progress_bar(range(0, len(starts), bs), desc=f"one {n / SAMPLE_RATE / 60:.0f}-min signal",
-                              unit="batch", leave=False, enabled=None if n > LONG_SIGNAL_SAMPLES else False)
+                              unit="batch", leave=False, enabled=progress if n > LONG_SIGNAL_SAMPLES else False)
         for i in groups:
             group = starts[i : i + bs]
             segs = [wav[s : s + size] for s in group]
@@ -107,7 +109,8 @@ class EnhanceSSL(Pretrained):
                 out[s : s + length] += e[:length] * w
         return out
 
-    def enhance_many(self, signals: list[torch.Tensor], batch_size: int | None = None) -> list[torch.Tensor]:
+    def enhance_many(self, signals: list[torch.Tensor], batch_size: int | None = None,
+                     progress: bool | None = None) -> list[torch.Tensor]:
         """Enhances 1-D 16 kHz signals of any lengths: those that fit in one chunk are
         sorted by length and run as padded, masked batches; longer ones are chunked."""
         bs = batch_size or int(getattr(self.hparams, "batch_size", 4))
@@ -128,10 +131,11 @@ class EnhanceSSL(Pretrained):
                 out[i] = e[: signals[i].shape[-1]]
         for i, s in enumerate(signals):
             if out[i] is None:
-                out[i] = self.enhance_waveform(s)
+                out[i] = self.enhance_waveform(s, progress)
         return out
 
-    def enhance_signals(self, items: list[tuple[torch.Tensor, int]], batch_size: int | None = None) -> list[torch.Tensor]:
+    def enhance_signals(self, items: list[tuple[torch.Tensor, int]], batch_size: int | None = None,
+                        progress: bool | None = None) -> list[torch.Tensor]:
         """Several (channels, samples) signals at their own rates, channels batched together."""
         flat, where = [], []
         for k, (wav, rate) in enumerate(items):
@@ -143,7 +147,7 @@ class EnhanceSSL(Pretrained):
             for ch in resample(wav.float(), rate, SAMPLE_RATE):
                 flat.append(ch)
                 where.append(k)
-        enhanced = self.enhance_many(flat, batch_size)
+        enhanced = self.enhance_many(flat, batch_size, progress)
         results = []
         for k, (wav, rate) in enumerate(items):
             channels = [e for e, w in zip(enhanced, where) if w == k]
@@ -178,15 +182,15 @@ class EnhanceSSL(Pretrained):
         if items:
             yield items
 
-    def _window_results(self, items, batch_size, report):
+    def _window_results(self, items, batch_size, report, progress=None):
         """Enhances a window of read files together, yields (src, dst, rate, out)."""
         try:
-            outs = self.enhance_signals([(w, r) for _, _, w, r in items], batch_size)
+            outs = self.enhance_signals([(w, r) for _, _, w, r in items], batch_size, progress)
         except (RuntimeError, ValueError):  # keep going: one by one to isolate the culprit
             outs = []
             for src, _, w, r in items:
                 try:
-                    outs.append(self.enhance_signals([(w, r)])[0])
+                    outs.append(self.enhance_signals([(w, r)], progress=progress)[0])
                 except (RuntimeError, ValueError) as err:
                     outs.append(None)
                     report.failed.append((src, f"enhancement failed: {err}"))
@@ -222,7 +226,7 @@ class EnhanceSSL(Pretrained):
         bar.update(len(jobs) - len(todo))
         for items in self._read_windows(todo, window, report, bar):
             left = len(items)  # steps of the bar this window still owes (per file, as it is written)
-            for src, dst, rate, out in self._window_results(items, batch_size, report):
+            for src, dst, rate, out in self._window_results(items, batch_size, report, progress):
                 left -= 1
                 bar.update(1)
                 try:
@@ -330,6 +334,8 @@ def check_device(device: str) -> None:
     """One clear error for a device this machine does not have, before any loading."""
     if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
         raise ConfigError(f"device {device!r}: use cpu, cuda, cuda:N or mps")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps': no Apple GPU is available here; use --device cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
     if device.startswith("cuda:") and int(device.split(":", 1)[1] or 0) >= torch.cuda.device_count():

@@ -37,4 +37,7 @@ def progress_bar(iterable: Iterable | None = None, *, enabled: bool | None = Non
     if not tty:  # tqdm's monitor would otherwise force a line every 10 s (its maxinterval)
         kwargs.setdefault("maxinterval", kwargs["mininterval"])
         kwargs.setdefault("delay", LOG_DELAY)
+        # a bar inside another (a long signal's chunks) would move the cursor up and down
+        # with escape codes: in a log every bar writes plain lines of its own
+        kwargs.setdefault("position", 0)
     return tqdm(iterable, file=stream, disable=not enabled, dynamic_ncols=tty, **kwargs)

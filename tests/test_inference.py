@@ -143,6 +143,8 @@ def test_a_long_signal_shows_its_own_progress(monkeypatch, capsys):
     assert "signal" not in capsys.readouterr().err
     model.enhance_waveform(torch.cat([x, x]))
     assert "one 2-min signal" in capsys.readouterr().err
+    model.enhance_waveform(torch.cat([x, x]), progress=False)  # as enhance_files(progress=False) asks
+    assert "signal" not in capsys.readouterr().err
 
 
 def test_chunking_covers_every_sample(trained):

@@ -268,6 +268,7 @@ def test_rerun_with_other_training_settings_is_refused(smoke_run, tmp_path):
         "\n".join(line for line in saved.splitlines() if not line.startswith("dm_speech_eq_db:")) + "\n")
     run_recipe(tmp_path / "run", "--number_of_epochs=3", "--experiment=renamed")
     assert _epochs(tmp_path / "run") == ["epoch: 1", "epoch: 2", "epoch: 3"]
+    run_recipe(tmp_path / "run", "--number_of_epochs=3", "--ssl_lr=0.00001")  # saved as 1e-05: the same number
 
 
 def _head_checkpoint(tmp_path, ssl_source, built_on=None):
@@ -300,21 +301,27 @@ def test_warm_start_refuses_a_head_of_another_hub_encoder(tmp_path, tiny_folders
     train.check_init_from(dict(hparams, ssl_source="/models/wavlm-base-plus"), str(ckpt))  # a local copy
 
 
-def test_warm_start_names_another_local_encoder_and_goes_on(tmp_path, tiny_folders):
-    # wav2vec 2.0 and HuBERT of one shape: the head fits, the names differ (local copies may)
-    ckpt = _head_checkpoint(tmp_path, tiny_folders["wav2vec2"])
+def test_warm_start_checks_local_encoders_by_their_type(tmp_path, tiny_folders):
     frozen = ("--ssl_config={}", "--input=cross", "--number_of_epochs=0")
-    res = run_recipe(tmp_path / "b", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['hubert']}", *frozen,
-                     check=False)
+    # a copy of the same encoder under another folder name: said, and trained on
+    copy = tmp_path / "my-copy"
+    shutil.copytree(tiny_folders["hubert"], copy)
+    ckpt = _head_checkpoint(tmp_path / "h", tiny_folders["hubert"])
+    res = run_recipe(tmp_path / "b", f"--init_from={ckpt}", f"--ssl_source={copy}", *frozen, check=False)
     said = res.stdout + res.stderr
     assert res.returncode == 0 and "was trained on the encoder" in said, said[-2000:]
-    # a head that does not fit (WavLM weighs 4 states, HuBERT 3): one line, not a traceback
-    ckpt = _head_checkpoint(tmp_path / "w", tiny_folders["wavlm"])
+    # a wav2vec 2.0 head on HuBERT (one shape, another model): refused
+    ckpt = _head_checkpoint(tmp_path / "w2", tiny_folders["wav2vec2"])
     res = run_recipe(tmp_path / "c", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['hubert']}", *frozen,
                      check=False)
-    assert res.returncode == 2 and "does not fit this model" in res.stderr and "Traceback" not in res.stderr, \
-        res.stderr[-2000:]
-
+    assert res.returncode == 2 and "was trained on the encoder" in res.stderr, res.stderr[-2000:]
+    # a bare checkpoint (no run folder to say its encoder) that does not fit: one line, with the reason
+    bare = tmp_path / "bare.ckpt"
+    shutil.copy(_head_checkpoint(tmp_path / "w", tiny_folders["wavlm"]), bare)
+    res = run_recipe(tmp_path / "d", f"--init_from={bare}", f"--ssl_source={tiny_folders['hubert']}", *frozen,
+                     check=False)
+    assert res.returncode == 2 and "does not fit this model (size mismatch" in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
 
 def test_warm_start_refuses_encoder_weights_into_a_frozen_encoder(smoke_run, tmp_path, tiny_folders):
     # the smoke run's encoder is built from a config, so its checkpoints carry the encoder

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import speechbrain_sslse  # noqa: F401  (first: it quiets SpeechBrain's torchvision notice)
@@ -258,7 +259,23 @@ def _comparable(value, folder: str):
         return [_comparable(v, folder) for v in value]
     if isinstance(value, str) and folder and (value == folder or value.startswith(folder.rstrip("/") + "/")):
         return "<output_folder>" + value[len(folder.rstrip("/")):]
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):  # YAML 1.1 reads 1e-05 as text
+        return float(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     return value
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _base_defaults() -> dict:
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "hparams",
+                               "base.yaml"), encoding="utf-8") as f:
+            return _settings(f.read())
+    except (OSError, yaml.YAMLError):
+        return {}
 
 
 def _real_pairs(value):
@@ -298,6 +315,9 @@ def check_same_model(output_folder: str, resolved: str) -> None:
         for side in (before, now):
             if key in side:
                 side[key] = _real_pairs(side[key])
+    # a key the folder's file lacks is compared with base.yaml's default (what older code ran)
+    defaults = _base_defaults()
+    before = {**{k: defaults[k] for k in now if k not in before and k in defaults}, **before}
     changed = [k for k in before if k in now and k not in RESUMABLE_KEYS
                and not isinstance(before[k], _Built) and not isinstance(now[k], _Built)
                and _comparable(before[k], old_dir) != _comparable(now[k], new_dir)]
@@ -325,6 +345,18 @@ def check_manifest(path: str) -> None:
 def _encoder_name(source) -> str:
     """``microsoft/wavlm-base-plus`` and a local copy in ``.../wavlm-base-plus/`` compare equal."""
     return os.path.basename(os.path.normpath(str(source)))
+
+
+def _encoder_type(source) -> str | None:
+    """wavlm / hubert / wav2vec2: from a local folder's config.json, else from the name."""
+    folder = os.path.expanduser(str(source))
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            return str(json.load(f).get("model_type") or "").replace("-", "") or None
+    except (OSError, ValueError):
+        pass
+    name = str(source).lower().replace("-", "").replace("_", "")
+    return next((t for t in ("wavlm", "hubert", "wav2vec2") if t in name), None)
 
 
 def _source_run_encoder(source: str) -> str | None:
@@ -365,11 +397,12 @@ def check_init_from(hparams: dict, source: str) -> None:
     if used and hparams["ssl_mode"] != "scratch" and _encoder_name(used) != _encoder_name(ours):
         message = (f"init_from: {source} was trained on the encoder {used}, this run loads {ours}; "
                    f"give --ssl_source={used}")
-        if any(os.path.isdir(os.path.expanduser(str(p))) for p in (used, ours)):
-            # a local copy may carry any folder name (an HF cache snapshot: a hash): said, not refused
-            logger.warning("%s, unless %s is a copy of it", message, ours)
-        else:
+        kinds = {_encoder_type(used), _encoder_type(ours)}
+        local = any(os.path.isdir(os.path.expanduser(str(p))) for p in (used, ours))
+        if (None not in kinds and len(kinds) > 1) or not local:
             raise ConfigError(message)
+        # a local copy may carry any folder name (an HF cache snapshot: a hash): said, not refused
+        logger.warning("%s, unless %s is a copy of it", message, ours)
 
 
 def warm_start(hparams: dict, source: str, output_folder: str) -> None:
@@ -391,8 +424,11 @@ def warm_start(hparams: dict, source: str, output_folder: str) -> None:
     run_on_main(pretrainer.collect_files, kwargs={"fetch_config": FetchConfig(overwrite=True)})
     try:
         pretrainer.load_collected()
-    except RuntimeError as err:  # another model's weights: one line, with torch's first words
-        raise ConfigError(f"init_from: {source} does not fit this model ({str(err).splitlines()[0][:300]})") from None
+    except RuntimeError as err:  # another model's weights: one line, with the line that says why
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        why = next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+                   lines[0] if lines else "")
+        raise ConfigError(f"init_from: {source} does not fit this model ({why[:300]})") from None
     logger.info("warm start: enhancer weights from %s", source)
 
 
