@@ -309,13 +309,13 @@ def check_same_model(output_folder: str, resolved: str) -> None:
                           "choose another --output_folder (or --experiment) to train this one, or move that folder aside")
     # built objects (optimisers, checkpointer, counter, ...) are made from these settings
     # (the enhancer's own arguments were compared above)
-    # (a key only one side has came or went with the code: its default is what that code ran)
     old_dir, new_dir = str(before.get("output_folder") or ""), str(now.get("output_folder") or "")
     for key in PAIR_KEYS:
         for side in (before, now):
             if key in side:
                 side[key] = _real_pairs(side[key])
-    # a key the folder's file lacks is compared with base.yaml's default (what older code ran)
+    # a key the folder's file lacks came with newer code: compared with base.yaml's default
+    # (what the older code ran); one only the folder has went with older code: not compared
     defaults = _base_defaults()
     before = {**{k: defaults[k] for k in now if k not in before and k in defaults}, **before}
     changed = [k for k in before if k in now and k not in RESUMABLE_KEYS
