@@ -34,6 +34,7 @@ from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.inference import folder_ssl_source
 from speechbrain_sslse.data_prep import PrepError, check_same_source, prepare_vctk
 from speechbrain_sslse.mixing import DynamicMixDataset
+from speechbrain_sslse.ssl_loader import SSL_TYPES
 
 logger = get_logger(__name__)
 
@@ -348,7 +349,7 @@ def _encoder_name(source) -> str:
 
 
 def _encoder_type(source) -> str | None:
-    """wavlm / hubert / wav2vec2: from a local folder's config.json, else from the name."""
+    """A type of ``SSL_TYPES``: from a local folder's config.json, else from the name."""
     folder = os.path.expanduser(str(source))
     try:
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
@@ -356,7 +357,7 @@ def _encoder_type(source) -> str | None:
     except (OSError, ValueError):
         pass
     name = str(source).lower().replace("-", "").replace("_", "")
-    return next((t for t in ("wavlm", "hubert", "wav2vec2") if t in name), None)
+    return next((t for t in SSL_TYPES if t in name), None)
 
 
 def _source_run_encoder(source: str) -> str | None:
