@@ -46,15 +46,14 @@ def make_step(enhancer, noisy, clean):
 
 
 class StaticPairs(torch.utils.data.Dataset):
-    """The rendered training pairs of a simulated folder, read, cropped and gained per item
-    exactly as the recipe's static pipeline does (read_audio, random_crop_pair, random_gain)."""
+    """The rendered training pairs of a simulated folder, read whole as the recipe's manifest
+    pipeline reads them (read_audio); the recipe's ``EpochCrops`` crops and gains them."""
 
-    def __init__(self, folder: str, crop: int):
+    def __init__(self, folder: str):
         from speechbrain_sslse.audio import list_audio
 
         self.noisy = list_audio(os.path.join(folder, "noisy_trainset_28spk_wav"))
         self.clean = [p.replace("noisy_trainset_28spk_wav", "clean_trainset_28spk_wav") for p in self.noisy]
-        self.crop = crop
 
     def __len__(self):
         return len(self.noisy)
@@ -62,10 +61,7 @@ class StaticPairs(torch.utils.data.Dataset):
     def __getitem__(self, i):
         from speechbrain.dataio.dataio import read_audio
 
-        from speechbrain_sslse.data import random_crop_pair, random_gain
-
-        noisy, clean = random_gain(*random_crop_pair(read_audio(self.noisy[i]), read_audio(self.clean[i]), self.crop))
-        return {"id": str(i), "noisy_sig": noisy, "clean_sig": clean}
+        return {"id": str(i), "noisy_sig": read_audio(self.noisy[i]), "clean_sig": read_audio(self.clean[i])}
 
 
 def data_pipelines(args) -> list[dict]:
@@ -76,11 +72,12 @@ def data_pipelines(args) -> list[dict]:
 
     from speechbrain.dataio.batch import PaddedBatch
 
+    from speechbrain_sslse.data import EpochCrops
     from speechbrain_sslse.mixing import DynamicMixDataset
 
     total = args.batch * (args.steps + 4)
     sets = {
-        "static": StaticPairs(args.data_folder, args.crop),
+        "static": EpochCrops(StaticPairs(args.data_folder), crop=args.crop),
         "dynamic mixing": DynamicMixDataset.from_simulation(
             os.path.join(args.data_folder, "simulation.json"), items_per_epoch=total, crop=args.crop,
             babble_tracks=24, ssn_tracks=8),

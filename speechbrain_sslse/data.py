@@ -1,6 +1,7 @@
 """Example transforms and splits of the method, as the authors' data loader draws them.
 
-* training: one random 1.28 s crop (short utterances tiled first) and one random gain;
+* training: one random 1.28 s crop (short utterances tiled first) and one random gain,
+  reproducible from (seed, epoch, example index) (:class:`EpochCrops`);
 * validation (``valid_mode: crop``): one random 1.28 s crop per utterance and epoch, no gain,
   reproducible from (seed, epoch, utterance id);
 * the validation split: scikit-learn's ``train_test_split(..., test_size=0.05,
@@ -74,6 +75,40 @@ def validation_crop_pair(
     return random_crop_pair(noisy, clean, crop, generator=epoch_generator(seed, epoch, key))
 
 
+class EpochCrops(torch.utils.data.Dataset):
+    """The static training set as the method draws it: each example one random ``crop`` window
+    of a pair (tiled if shorter) times one random gain, ``repeats`` examples per pair and epoch.
+
+    The authors draw both from the global RNG, which a resumed run reseeds: its epochs would
+    repeat the crops of the first ones. Here example ``index`` of epoch ``e`` is a function of
+    (seed, e, index) alone, as :class:`~speechbrain_sslse.mixing.DynamicMixDataset`'s
+    mixtures are: the same after a resume, in any worker, and different for each repeat of a
+    pair; DDP ranks sample disjoint indices, so they draw different crops. Call
+    :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, pairs: Sequence[dict], crop: int = CROP_SAMPLES, gain_range: Sequence[float] = GAIN_RANGE,
+                 seed: int = 0, repeats: int = 1) -> None:
+        if len(pairs) == 0 or repeats < 1 or crop < 1:
+            raise ValueError("EpochCrops needs pairs, repeats >= 1 and crop >= 1")
+        self.pairs, self.crop, self.seed, self.repeats = pairs, int(crop), int(seed), int(repeats)
+        self.gain_range = (float(gain_range[0]), float(gain_range[1]))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.repeats
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.pairs[index % len(self.pairs)]  # "id", "noisy_sig", "clean_sig": whole signals
+        generator = epoch_generator(self.seed, self.epoch, f"train/{index}")
+        noisy, clean = random_crop_pair(item["noisy_sig"], item["clean_sig"], self.crop, generator)
+        noisy, clean = random_gain(noisy, clean, *self.gain_range, generator=generator)
+        return {"id": item["id"], "noisy_sig": noisy, "clean_sig": clean}
+
+
 def authors_split(
     items: Sequence[T], test_size: float = AUTHORS_VALID_FRACTION, random_state: int = AUTHORS_RANDOM_STATE
 ) -> tuple[list[T], list[T]]:
@@ -94,11 +129,12 @@ def authors_split(
 def separate_rank_streams(seed: int, rank: int) -> None:
     """Moves DDP rank ``rank`` > 0 to its own global random stream (torch, numpy, random).
 
-    SpeechBrain seeds every rank with the same seed (so parameters start equal), and the
-    static training set's random crops and gains draw from that global stream: each rank
-    would give its k-th utterance the k-th gain of every other rank. Called after the model
-    is built; rank 0 keeps the single-process stream, so a one-GPU run is unchanged.
-    (Dynamic mixing and validation crops draw from ``epoch_generator`` and are not affected.)"""
+    SpeechBrain seeds every rank with the same seed (so parameters start equal), and what
+    still draws from the global stream (dropout, an encoder's own time masking in training)
+    would draw the same on every rank. Called after the model is built; rank 0 keeps the
+    single-process stream, so a one-GPU run is unchanged. (Training crops and gains, dynamic
+    mixing and validation crops draw from ``epoch_generator`` / their own generators and are
+    not affected.)"""
     if rank <= 0:
         return
     derived = int.from_bytes(hashlib.sha256(f"{seed}/rank/{rank}".encode()).digest()[:4], "little")

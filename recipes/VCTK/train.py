@@ -29,7 +29,7 @@ from speechbrain_sslse.audio import AudioError, write_audio
 from speechbrain_sslse.checkpoints import (AVERAGED, CheckpointError, average_last_epochs, best_checkpoint,
                                           check_checkpoints, keep_best, write_text_atomic)
 from speechbrain_sslse.errors import ConfigError
-from speechbrain_sslse.data import random_crop_pair, random_gain, separate_rank_streams, validation_crop_pair
+from speechbrain_sslse.data import EpochCrops, separate_rank_streams, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.inference import folder_ssl_source
 from speechbrain_sslse.data_prep import PrepError, check_same_source, prepare_vctk
@@ -85,10 +85,10 @@ class SSLSEBrain(sb.Brain):
         # cannot score counts at that metric's floor (never skipped)
         self.scores = {name: sb.utils.metric_stats.MetricStats(metric=floored(name), batch_eval=False)
                        for name in ("pesq", "stoi")}
-        mixer = getattr(self, "dynamic_mixing", None)
-        if stage == sb.Stage.TRAIN and mixer is not None:
-            # before the loader's workers start: mixtures of this epoch = f(seed, epoch, index)
-            mixer.set_epoch(epoch)
+        train_set = getattr(self, "train_set", None)
+        if stage == sb.Stage.TRAIN and train_set is not None:
+            # before the loader's workers start: examples of this epoch = f(seed, epoch, index)
+            train_set.set_epoch(epoch)
 
     def stage_stats(self, stage_loss: float) -> dict:
         return {"loss": stage_loss, **{name: s.summarize("average") for name, s in self.scores.items()}}
@@ -438,7 +438,7 @@ VALID_MODES = ("crop", "whole")
 
 def dataio_prep(hparams: dict) -> dict:
     """Train items: one random 1.28 s crop (tiled if shorter, random offset) with a shared
-    random gain; valid items: one 1.28 s crop per utterance and epoch without gain
+    random gain (``EpochCrops``), or dynamic mixtures; valid items: one 1.28 s crop per utterance and epoch without gain
     (``valid_mode: crop``, the authors' validation loss) or whole utterances
     (``valid_mode: whole``); test items: whole utterances."""
     crop = hparams["crop_samples"]
@@ -447,14 +447,6 @@ def dataio_prep(hparams: dict) -> dict:
     if valid_mode not in VALID_MODES:
         raise ConfigError(f"valid_mode must be one of {VALID_MODES}, got {valid_mode!r}")
     seed, counter = hparams["seed"], hparams["epoch_counter"]
-
-    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
-    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
-    def train_pipeline(noisy_wav, clean_wav):
-        noisy, clean = sb.dataio.dataio.read_audio(noisy_wav), sb.dataio.dataio.read_audio(clean_wav)
-        noisy, clean = random_gain(*random_crop_pair(noisy, clean, crop), low, high)
-        yield noisy
-        yield clean
 
     @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
     @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
@@ -472,7 +464,7 @@ def dataio_prep(hparams: dict) -> dict:
         yield noisy
         yield clean
 
-    pipelines = {"train": train_pipeline, "valid": valid_crop_pipeline if valid_mode == "crop" else eval_pipeline,
+    pipelines = {"train": eval_pipeline, "valid": valid_crop_pipeline if valid_mode == "crop" else eval_pipeline,
                  "test": eval_pipeline}
     datasets = {}
     for name in ("train", "valid", "test"):
@@ -510,9 +502,10 @@ def dataio_prep(hparams: dict) -> dict:
             with open(hparams["train_log"], "a", encoding="utf-8") as f:
                 f.write(message + "\n")
         return datasets
-    repeats = int(hparams.get("train_repeats", 1))
-    if repeats > 1:  # small sets: several random crops of each utterance per epoch
-        datasets["train"] = torch.utils.data.ConcatDataset([datasets["train"]] * repeats)
+    # whole training pairs -> one crop and gain per example, a function of (seed, epoch, index);
+    # train_repeats > 1 (small sets): several crops of each pair per epoch
+    datasets["train"] = EpochCrops(datasets["train"], crop, (low, high), hparams["seed"],
+                                   repeats=int(hparams.get("train_repeats", 1)))
     return datasets
 
 
@@ -555,11 +548,11 @@ def main(argv: list[str]) -> SSLSEBrain:
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    brain.dynamic_mixing = datasets["train"] if hparams.get("dynamic_mixing") else None
+    brain.train_set = datasets["train"]  # told each epoch before its examples are drawn
     # SpeechBrain seeds all ranks alike; from here (model built) each rank draws its own crops and gains
     separate_rank_streams(hparams["seed"], torch.distributed.get_rank() if torch.distributed.is_initialized() else 0)
-    # PaddedBatch is set explicitly because a repeated (concatenated) set is no
-    # DynamicItemDataset, for which SpeechBrain would pick it automatically.
+    # PaddedBatch is set explicitly because the training sets (EpochCrops, DynamicMixDataset)
+    # are no DynamicItemDataset, for which SpeechBrain would pick it automatically.
     train_kwargs = {"collate_fn": sb.dataio.batch.PaddedBatch, **hparams["train_dataloader_options"]}
     brain.fit(
         brain.hparams.epoch_counter,
