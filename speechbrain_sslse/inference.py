@@ -387,7 +387,7 @@ def _load_model(path: str, ssl_source: str | None, device: str, precision: str) 
         from .checkpoints import best_checkpoint
         from .hparams import load_hparams
 
-        overrides = {"ssl_source": ssl_source} if ssl_source else {}
+        overrides = _recipe_source_overrides(os.path.join(path, "hyperparams.yaml"), ssl_source)
         # the run's own checkpointer would create its save folder relative to the current
         # directory (a stray results/... wherever the model is loaded from): not built here
         overrides["checkpointer"] = None
@@ -402,6 +402,17 @@ def _load_model(path: str, ssl_source: str | None, device: str, precision: str) 
         raise ConfigError(f"{path}: neither an exported model folder nor a recipe folder (no hyperparams.yaml)")
     overrides = {"ssl_encoder": {"source": ssl_source}} if ssl_source and _names_hub_encoder(path) else None
     return EnhanceSSL.from_hparams(path, run_opts=run_opts, overrides=overrides)
+
+
+def _recipe_source_overrides(hparams_file: str, ssl_source: str | None) -> dict:
+    """Overrides that put ``ssl_source`` in place of the encoder source a recipe folder's
+    saved hyperparams.yaml names. That file is resolved: its ``ssl_encoder`` block holds the
+    source as text, so the top-level ``ssl_source`` key alone would change nothing."""
+    if not ssl_source:
+        return {}
+    with open(hparams_file, encoding="utf-8") as f:
+        names_source = re.search(r"^ssl_encoder:.*\n(?:  .*\n)*?  source: ", f.read(), re.M)
+    return {"ssl_source": ssl_source, **({"ssl_encoder": {"source": ssl_source}} if names_source else {})}
 
 
 def _names_hub_encoder(folder: str) -> bool:

@@ -283,3 +283,35 @@ def test_loading_a_recipe_folder_writes_nothing_where_it_is_loaded(smoke_run, tm
     monkeypatch.chdir(elsewhere)
     assert load_model(str(run)) is not None
     assert os.listdir(elsewhere) == []
+
+
+def test_a_recipe_folder_trained_on_a_hub_encoder_loads_offline_with_ssl_source(tmp_path, tiny_folders):
+    """A recipe folder's hyperparams.yaml is resolved (the encoder block names its source as
+    text): ``ssl_source`` must replace that source, not only the top-level key."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from conftest import SMOKE
+
+    from speechbrain_sslse.errors import ConfigError
+    from speechbrain_sslse.hparams import load_hparams, resolved_yaml
+
+    local = tiny_folders["wavlm"]
+    overrides = {"data_folder": MINI_SET, "output_folder": str(tmp_path / "run"), "ssl_source": local,
+                 "ssl_config": {}, "input": "cross", "ssl_mode": "frozen"}
+    text = resolved_yaml(SMOKE, overrides)
+    assert f"  source: {local}\n" in text
+    run = tmp_path / "run"
+    (run / "save").mkdir(parents=True)
+    # as a run on a machine with the hub wrote it
+    (run / "hyperparams.yaml").write_text(text.replace(local, "microsoft/wavlm-base-plus"))
+    torch.manual_seed(0)
+    trained = load_hparams(SMOKE, overrides)["enhancer"]
+    Checkpointer(str(run / "save"), {"enhancer": trained}).save_checkpoint(meta={"loss": 0.1})
+    with pytest.raises(ConfigError, match="microsoft/wavlm-base-plus"):  # offline: the hub id fails
+        load_model(str(run))
+    loaded = load_model(str(run), ssl_source=local).mods.enhancer
+    assert loaded.ssl.source == local
+    x = torch.randn(1, 16000)
+    trained.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x).enhanced, trained(x).enhanced)
