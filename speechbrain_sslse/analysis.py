@@ -166,8 +166,9 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
         if weights is not None and len(weights) != len(encoder.layer_ids):
             raise ValueError(f"{label}: {len(weights)} weights for {len(encoder.layer_ids)} layers")
         loaded[label] = (src, encoder, weights)
+    earlier = earlier_analysis(out_dir, loaded)
     dists = {label: cn_distances(encoder, pairs, batch_size, device) for label, (_, encoder, _) in loaded.items()}
-    replaced = clear_earlier_analysis(out_dir)
+    replaced = clear_earlier_analysis(out_dir, earlier)
     if replaced:
         print(f"{out_dir}: replaced an earlier analysis ({', '.join(replaced)})")
     os.makedirs(out_dir, exist_ok=True)
@@ -206,18 +207,34 @@ def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def clear_earlier_analysis(out_dir: str) -> list[str]:
-    """Removes the files an earlier analysis wrote into ``out_dir`` (named by its
-    summary.json), so none of them is left beside a new summary that does not list it;
-    returns their names. Other files in the folder are not touched."""
+def _analysis_files(labels) -> list[str]:
+    return [f"cn_distance_{k}.csv" for k in labels] + [f"fig2_{k}.png" for k in labels] + [FIG3, "summary.json"]
+
+
+def earlier_analysis(out_dir: str, labels) -> list[str]:
+    """The files an earlier analysis wrote into ``out_dir`` (named by its summary.json),
+    which a new one for ``labels`` replaces. ``ValueError`` (before any work) when the
+    folder holds a summary.json that is no analysis record (an evaluation's, say) or a file
+    the new analysis would write that no earlier analysis wrote: neither is overwritten."""
     record = os.path.join(out_dir, "summary.json")
-    try:
-        with open(record, encoding="utf-8") as f:
-            labels = list(json.load(f)["sources"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    names = [f"cn_distance_{k}.csv" for k in labels] + [f"fig2_{k}.png" for k in labels] + [FIG3, "summary.json"]
-    gone = [n for n in names if os.path.isfile(os.path.join(out_dir, n))]
-    for name in gone:
+    earlier: list[str] = []
+    if os.path.exists(record):
+        try:
+            with open(record, encoding="utf-8") as f:
+                earlier = _analysis_files(json.load(f)["sources"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"{record} was not written by sslse-analyze (no analysis record); "
+                             "it would be overwritten: choose another --out") from None
+    clash = [n for n in _analysis_files(labels) if os.path.exists(os.path.join(out_dir, n)) and n not in earlier]
+    if clash:
+        raise ValueError(f"{out_dir} holds {', '.join(clash)}, which no earlier analysis wrote; "
+                         "they would be overwritten: choose another --out")
+    return [n for n in earlier if os.path.isfile(os.path.join(out_dir, n))]
+
+
+def clear_earlier_analysis(out_dir: str, names: list[str]) -> list[str]:
+    """Removes the ``names`` an earlier analysis wrote (``earlier_analysis``), so none of
+    them is left beside a new summary that does not list it; returns them."""
+    for name in names:
         os.remove(os.path.join(out_dir, name))
-    return gone
+    return names

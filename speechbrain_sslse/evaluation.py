@@ -346,10 +346,13 @@ def read_manifest(path: str) -> list[tuple[str, str, str]]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return [(uid, e["clean_wav"], e["noisy_wav"]) for uid, e in sorted(data.items())]
+        pairs = [(uid, e["clean_wav"], e["noisy_wav"]) for uid, e in sorted(data.items())]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: not a manifest of clean_wav/noisy_wav entries or CLEAN_DIR:NOISY_DIR "
                          f"({type(err).__name__}: {err})") from None
+    if not pairs:
+        raise ValueError(f"{path}: an empty manifest (no clean_wav/noisy_wav entries)")
+    return pairs
 
 
 def audio_by_stem(folder: str) -> dict[str, str]:

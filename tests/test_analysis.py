@@ -140,3 +140,28 @@ def test_a_failed_rerun_keeps_the_earlier_analysis_and_mismatched_pairs_are_refu
     with pytest.raises(ValueError, match="not a clean/noisy pair"):
         analyze(str(cfg), str(bad), str(out), n_pairs=0)
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+
+
+def test_analysis_never_overwrites_files_it_did_not_write(tmp_path):
+    """An evaluation's summary.json (no analysis record) or a figure of the user's with an
+    analysis file's name is refused before any work; an empty manifest is one clear error."""
+    cfg = tmp_path / "tiny_wavlm.json"
+    cfg.write_text(json.dumps(tiny_config()))
+    manifest = _manifest(tmp_path)
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "summary.json").write_text(json.dumps({"systems": {"x": {"pesq": 2.0}}}))
+    with pytest.raises(ValueError, match="not written by sslse-analyze"):
+        analyze(str(cfg), manifest, str(scores), n_pairs=2)
+    assert json.loads((scores / "summary.json").read_text()) == {"systems": {"x": {"pesq": 2.0}}}
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "fig2_tiny_wavlm.png").write_bytes(b"my figure")
+    with pytest.raises(ValueError, match="fig2_tiny_wavlm.png, which no earlier analysis wrote"):
+        analyze(str(cfg), manifest, str(mine), n_pairs=2)
+    assert (mine / "fig2_tiny_wavlm.png").read_bytes() == b"my figure"
+    analyze(str(cfg), manifest, str(tmp_path / "out"), n_pairs=2)
+    analyze(str(cfg), manifest, str(tmp_path / "out"), n_pairs=2)  # its own earlier files: replaced
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(ValueError, match="an empty manifest"):
+        analyze(str(cfg), str(tmp_path / "empty.json"), str(tmp_path / "out2"), n_pairs=2)
