@@ -82,6 +82,9 @@ class EnhanceSSL(Pretrained):
         (default: ``show_progress``'s setting; False: none)."""
         n = wav.shape[-1]
         size, overlap = self.chunk_samples, self.overlap_samples
+        if not 0 <= overlap < size:
+            raise ConfigError(f"overlap_seconds must be >= 0 and below chunk_seconds; got {overlap} and "
+                              f"{size} samples")
         if n <= size:
             return self._enhance(wav[None], torch.tensor([n]))[0].cpu()
         hop = size - overlap
@@ -102,9 +105,9 @@ class EnhanceSSL(Pretrained):
             enhanced = self._enhance(batch, lens).cpu()
             for s, e, length in zip(group, enhanced, lens.tolist()):
                 w = torch.ones(length)
-                if s > 0:
+                if s > 0 and overlap:  # (w[-0:] would be all of w)
                     w[:overlap] = ramp
-                if s + length < n:
+                if s + length < n and overlap:
                     w[-overlap:] = ramp.flip(0)
                 out[s : s + length] += e[:length] * w
         return out

@@ -158,6 +158,20 @@ def test_chunking_covers_every_sample(trained):
     assert _snr(b.numpy(), a.numpy()) > 15
 
 
+def test_chunks_without_overlap_are_cut_and_joined(trained):
+    """overlap_seconds: 0 (a hand-set value): chunks are enhanced one by one and laid end to
+    end; an overlap as long as a chunk is one clear error."""
+    from speechbrain_sslse.errors import ConfigError
+
+    x = torch.from_numpy(_sixty_seconds()[0][: int(2.5 * 16000)])
+    chunked = EnhanceSSL.from_hparams(str(trained[1]), overrides={"chunk_seconds": 1.0, "overlap_seconds": 0.0})
+    joined = torch.cat([chunked.enhance_waveform(x[s : s + 16000]) for s in range(0, len(x), 16000)])
+    assert torch.allclose(chunked.enhance_waveform(x), joined, atol=1e-6)
+    bad = EnhanceSSL.from_hparams(str(trained[1]), overrides={"chunk_seconds": 1.0, "overlap_seconds": 1.0})
+    with pytest.raises(ConfigError, match="overlap_seconds"):
+        bad.enhance_waveform(x)
+
+
 def test_cli_on_a_folder_with_one_broken_file(trained, tmp_path, capsys):
     src = tmp_path / "in"
     shutil.copytree(NOISY, src)
