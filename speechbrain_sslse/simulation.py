@@ -9,9 +9,11 @@ From the command line:
     python recipes/VCTK/simulate_vbd.py --speech ../shared/data/speech \
         --noise ../shared/data/noise --out data/sim_vbd
 
-Speakers: LibriSpeech-style names (``<spk>-<chapter>-<utt>``) give the speaker; any other
-file belongs to its folder's group (one folder = one "speaker", conservative for
-disjointness). Active level: P.56-style (the level c for which the mean power of 10 ms
+Speakers: LibriSpeech-style names (``<spk>-<chapter>-<utt>``) and LibriTTS-style names
+(``<spk>_<chapter>_<para>_<sent>``) give the speaker; any other file belongs to the folder that
+holds it (one folder = one "speaker": a ``speaker/session/`` layout needs the speaker in the
+file name, or one --speech folder per speaker). Source folders may not overlap (a file listed
+under two speakers could land on both sides of a split). Active level: P.56-style (the level c for which the mean power of 10 ms
 frames above c - 15.9 dB equals c), a close, simpler stand-in for ITU-T P.56.
 
 Real noise matters more than more speech: ``train_noise_pairs`` (``--train_noise_pairs
@@ -44,14 +46,17 @@ from .data_prep import SUBSETS
 from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, mix, pair_noises
 from .progress import progress_bar
 
-_LIBRI = re.compile(r"^(\d+)-\d+-\d+$")
+_LIBRI = re.compile(r"^(\d+)-\d+-\d+$")  # LibriSpeech: 84-121123-0000
+_LIBRITTS = re.compile(r"^(\d+)_\d+_\d+_\d+$")  # LibriTTS (same speaker ids): 84_121123_000008_000000
 
 
 def speaker_of(path: str, root: str) -> str:
-    """The speaker of a speech file: LibriSpeech's speaker id, else its folder below ``root``."""
+    """The speaker of a speech file: the LibriSpeech / LibriTTS speaker id in its name, else
+    its folder below ``root``."""
     stem = os.path.splitext(os.path.basename(path))[0]
-    m = _LIBRI.match(stem)
+    m = _LIBRI.match(stem) or _LIBRITTS.match(stem)
     return f"libri{m.group(1)}" if m else os.path.relpath(os.path.dirname(path), root)
+
 
 
 def split(items: list[str], test_fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -125,11 +130,14 @@ def check_render_target(out: str, sources: list[str], settings: dict) -> None:
     next run would read the render as speech or noise) or holding one, and a non-empty
     ``out`` that is not an earlier render with the same ``settings`` (whose rerun is
     byte-identical, so it may be rewritten)."""
-    for root in sources:
+    for k, root in enumerate(sources):
         if not os.path.isdir(root):
             raise ValueError(f"{root}: no such folder")
         if same_or_inside(out, root) or same_or_inside(root, out):
             raise ValueError(f"--out {out} overlaps the source folder {root}; render into a folder of its own")
+        for other in sources[k + 1 :]:  # one file under two speakers (or twice a noise) could straddle a split
+            if same_or_inside(root, other) or same_or_inside(other, root):
+                raise ValueError(f"source folders {root} and {other} overlap: give each folder once")
     if not os.path.isdir(out) or not os.listdir(out):
         return
     record = os.path.join(out, "simulation.json")
@@ -142,6 +150,22 @@ def check_render_target(out: str, sources: list[str], settings: dict) -> None:
         what = "a render with other settings" if os.path.exists(record) else "files that are not a render"
         raise ValueError(f"{out} already holds {what}; its files would mix with the new render's: "
                          "choose a new --out, or delete it first")
+
+
+def check_same_sources(out: str, plan: dict) -> None:
+    """A rerun into an earlier render with the same settings rewrites it in place, which is
+    safe only if it renders the same files: after source files were added, removed or
+    renamed, the earlier render's files would stay beside the new ones (and training would
+    read them, test speakers' included). Compared: what the record holds of ``plan``."""
+    record = os.path.join(out, "simulation.json")
+    if not os.path.isfile(record):
+        return
+    with open(record, encoding="utf-8") as f:
+        earlier = json.load(f)
+    changed = [k for k, v in plan.items() if k in earlier and earlier[k] != v]
+    if changed:
+        raise ValueError(f"{out} was rendered from other source files than the folders hold now ({', '.join(changed)} "
+                         "differ); its files would mix with the new render's: choose a new --out, or delete it first")
 
 
 def simulate(
@@ -193,8 +217,16 @@ def simulate(
         extra = pair_noises(spec)
         noise_cache.update(extra)
         pair_names += sorted(extra)
+    silent = [labels.get(p, p) for p, wav in noise_cache.items() if not np.any(wav)]
+    if silent:  # its mixtures would be clean speech recorded at a nominal SNR
+        raise ValueError(f"silent noise recording(s): {', '.join(silent[:5])}; remove them from the noise folders")
+    plan = {"listed_speech": sorted(os.path.abspath(p) for files in by_speaker.values() for p in files),
+            "listed_noise": sorted(os.path.abspath(p) for p in noises),
+            "train_speech": [os.path.abspath(p) for s in train_spk for p in sorted(by_speaker[s])],
+            "valid_speakers": valid_spk, "test_speakers": test_spk}
+    check_same_sources(out, plan)
     spk_index = {s: i for i, s in enumerate(sorted(by_speaker))}
-    summary = {"seed": seed, "train": [], "valid": [], "test": []}
+    summary = {"seed": seed, "train": [], "valid": [], "test": [], **plan}
     for subset, speakers, noise_set, snrs, reps in (
         ("train", train_spk, train_noise + pair_names, TRAIN_SNRS, train_mixtures),
         ("valid", valid_spk, valid_noise, TRAIN_SNRS, 1),
@@ -209,6 +241,9 @@ def simulate(
             except AudioError as err:
                 print(f"skipped: {err}", file=sys.stderr)
                 continue
+            if not np.any(clean):  # a silent pair has no SNR and nothing to enhance
+                print(f"skipped: {path}: silent", file=sys.stderr)
+                continue
             noise_path = rng.choice(noise_set)
             snr = snrs[k % len(snrs)]
             c, n = mix(clean, noise_cache[noise_path], snr, rng)
@@ -222,11 +257,9 @@ def simulate(
         summary[f"{subset}_digest"] = digest.hexdigest()
     for subset, noise_set in (("train", train_noise + pair_names), ("valid", valid_noise), ("test", test_noise)):
         summary[f"{subset}_noises"] = [labels.get(p, p) for p in noise_set]
-    # what dynamic mixing may draw from: training speakers' files and training noises only
-    summary["train_speech"] = [os.path.abspath(p) for s in train_spk for p in sorted(by_speaker[s])]
+    # what dynamic mixing may draw from: training speakers' files (train_speech) and training noises only
     summary["train_noise_files"] = [os.path.abspath(p) for p in train_noise]
     summary["train_noise_pairs"] = [":".join(os.path.abspath(x) for x in spec.rsplit(":", 1)) for spec in train_noise_pairs]
-    summary["valid_speakers"], summary["test_speakers"] = valid_spk, test_spk
     summary["stack"] = render_stack()
     summary["settings"] = settings
     with open(os.path.join(out, "simulation.json"), "w") as f:

@@ -189,3 +189,39 @@ def test_channels_of_one_scene_stay_on_one_side_with_noise_groups_folder(sources
     assert "--noise_groups folder" in capsys.readouterr().err
     with pytest.raises(ValueError, match="noise_groups"):
         simulate([sources[0]], [str(noise)], str(tmp_path / "x"), noise_groups="scene")
+
+
+def test_a_rerun_after_the_sources_changed_is_refused(sources, tmp_path):
+    """Same settings, but speech files removed since: the earlier render's files of those
+    utterances would stay in the split folders (test speakers' among training's) - refused
+    before anything is written."""
+    speech = tmp_path / "speech"
+    shutil.copytree(sources[0], speech)
+    out = tmp_path / "set"
+    simulate([str(speech)], [sources[1]], str(out), test_fraction=0.25, noise_test_fraction=0.25)
+    before = {p: open(p, "rb").read() for p in glob.glob(str(out / "**" / "*"), recursive=True) if os.path.isfile(p)}
+    os.remove(sorted(glob.glob(str(speech / "*" / "*.wav")))[0])
+    with pytest.raises(ValueError, match="rendered from other source files"):
+        simulate([str(speech)], [sources[1]], str(out), test_fraction=0.25, noise_test_fraction=0.25)
+    assert {p: open(p, "rb").read() for p in before} == before
+
+
+def test_speakers_of_nested_and_overlapping_layouts(sources, tmp_path):
+    """LibriTTS names (speaker/chapter/ folders) give one speaker per reader, not per
+    chapter; source folders that overlap are refused; silent noise is refused and silent
+    speech skipped, said on stderr."""
+    from speechbrain_sslse.simulation import speaker_of
+
+    root = "/data/LibriTTS"
+    assert speaker_of(f"{root}/84/121123/84_121123_000008_000000.wav", root) == "libri84"
+    assert speaker_of(f"{root}/84/121550/84_121550_000001_000000.wav", root) == "libri84"
+    assert speaker_of("/d/p226/p226_001.wav", "/d") == "p226"
+    speech, noise = sources
+    with pytest.raises(ValueError, match="overlap"):
+        simulate([speech, os.path.join(speech, "spk0")], [noise], str(tmp_path / "a"))
+    loud = tmp_path / "noise"
+    shutil.copytree(noise, loud)
+    sf.write(loud / "silent.wav", np.zeros(32000), 16000)
+    with pytest.raises(ValueError, match="silent noise recording.*silent.wav"):
+        simulate([speech], [str(loud)], str(tmp_path / "b"))
+    assert not (tmp_path / "b").exists()
