@@ -257,12 +257,15 @@ def save_model_folder(model: torch.nn.Module, out_folder: str, card: str | None 
 
     card: ``README.md`` text (None: no card is written, an existing one is kept).
     example: a short noisy audio file to ship as ``example.wav`` with its enhanced version.
+    None when replacing another model removes that model's example files: its
+    ``example_enhanced.wav`` is that model's output and must not ship as this one's.
     ssl_source: hub id to name for a frozen encoder that was loaded from a local copy.
     replace: allow replacing another model's folder (``export_target`` "other"); without
     it that is a ``ConfigError``, so a model is never lost to a mistyped path.
     Other files already in the folder (an ``eval/`` folder, say) are left alone."""
     model = getattr(model, "module", model)  # DDP / DataParallel wrapper
-    if export_target(out_folder, model) == "other" and not replace:
+    replacing = export_target(out_folder, model) == "other"
+    if replacing and not replace:
         raise ConfigError(f"{out_folder} holds another model (its enhancer.ckpt differs); "
                           "replace it explicitly (export.py --replace) or choose another folder")
     yaml_text = inference_yaml(model, chunk_seconds, overlap_seconds, batch_size, ssl_source)
@@ -279,6 +282,10 @@ def save_model_folder(model: torch.nn.Module, out_folder: str, card: str | None 
     if example is not None:
         enhance_example(model, example, out_folder, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
                         batch_size=batch_size)
+    elif replacing:
+        for name in (EXAMPLE, EXAMPLE_ENHANCED):
+            if os.path.isfile(os.path.join(out_folder, name)):
+                os.remove(os.path.join(out_folder, name))
     if card is not None:
         write_text_atomic(os.path.join(out_folder, "README.md"), card)
     return out_folder

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -322,3 +323,65 @@ def test_ssl_source_stands_in_for_the_hub_encoder_a_folder_names(tiny_folders, t
     torch.testing.assert_close(load_model(folder, ssl_source=tiny_folders["wavlm"]).enhance_batch(x), expected,
                                atol=1e-5, rtol=0)
     load_model(os.path.join(ROOT, "pretrained", "sslse-log1p-sim"), ssl_source=tiny_folders["wavlm"])
+
+
+def _section(folder, title):
+    """The body of a card section (``## title``), as the Hub shows it."""
+    return re.search(rf"\n## {title}\n(.+?)\n## ", (folder / "README.md").read_text(), re.S).group(1).strip()
+
+
+def test_re_export_with_results_drops_the_not_evaluated_limitation(exported, tmp_path):
+    """The README's flow (export, evaluate, re-export onto itself with --summary): the kept
+    Limitations must not still say "Not evaluated" next to a Results table; a line the user
+    added to the card stays."""
+    _, plain, _, summary = exported
+    folder = tmp_path / "m"
+    shutil.copytree(plain, folder)
+    card = (folder / "README.md").read_text()
+    (folder / "README.md").write_text(card.replace("\n## Files\n", "- My own caveat.\n\n## Files\n"))
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    _run([EXPORT, str(folder), str(folder), "--name", "carded", "--summary", f"DNS-3 pairs (5)={tmp_path / 'summary.json'}"],
+         cwd=tmp_path)
+    limitations = _section(folder, "Limitations")
+    assert "Not evaluated" not in limitations and "Measured only on the test sets under Results" in limitations
+    assert limitations.endswith("- My own caveat.") and _card(folder).data.eval_results
+
+
+def test_replace_without_example_removes_the_replaced_models_example(exported, tmp_path):
+    """--replace --example '': the replaced model's example_enhanced.wav is that model's output,
+    so it must not ship as the new model's (nor its example.wav); the output says so."""
+    _, plain, _, _ = exported
+    other = tmp_path / "other"
+    save_model_folder(EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1), str(other),
+                      example=os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav"))
+    res = _run([EXPORT, str(plain), str(other), "--replace", "--example", ""], cwd=tmp_path)
+    assert not (other / "example.wav").exists() and not (other / "example_enhanced.wav").exists()
+    assert "removed example.wav, example_enhanced.wav" in res.stderr, res.stderr[-2000:]
+    assert "example.wav" not in (other / "README.md").read_text()
+
+
+def test_re_export_keeps_the_users_example_and_its_note(exported, tmp_path, offline):
+    """Re-exporting onto itself without --example keeps the folder's own clip and its note
+    (re-enhanced, so example_enhanced.wav is this model's output), not the default clip."""
+    _, plain, _, _ = exported
+    folder, clip = tmp_path / "m", os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav")
+    _run([EXPORT, str(plain), str(folder), "--example", clip, "--example_note", "my own kitchen recording"], cwd=tmp_path)
+    (folder / "example_enhanced.wav").unlink()
+    _run([EXPORT, str(folder), str(folder)], cwd=tmp_path)
+    assert (folder / "example.wav").read_bytes() == open(clip, "rb").read()
+    assert "`example.wav` is my own kitchen recording;" in _section(folder, "Example")
+    stored = torch.from_numpy(sf.read(folder / "example_enhanced.wav", dtype="float32")[0])
+    torch.testing.assert_close(EnhanceSSL.from_hparams(str(folder)).enhance_file(str(folder / "example.wav")), stored,
+                               atol=1e-6, rtol=0)
+
+
+def test_export_of_a_model_folder_into_a_new_folder_keeps_its_card(tmp_path, offline):
+    """A shipped model folder exported into a new folder: its card's Training data and
+    Limitations come along, as they would on a re-export onto itself."""
+    source = os.path.join(ROOT, "pretrained", "sslse-log1p-sim")
+    new = tmp_path / "copy"
+    _run([EXPORT, source, str(new)], cwd=tmp_path)
+    for title in ("Training data", "Limitations"):
+        assert _section(new, title) == _section(Path(source), title), title
+    assert "Not described at export" not in (new / "README.md").read_text()
+    assert "Not evaluated:" not in (new / "README.md").read_text()

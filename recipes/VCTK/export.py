@@ -16,10 +16,13 @@ data, limitations, citations). A frozen hub encoder is named by its hub id, not 
 
 Re-exporting the same model (an ``enhancer.ckpt`` holding the same tensors, which is not
 rewritten) keeps its card's "Training data" and "Limitations" sections unless --training /
---limitations are given, and other files (``eval/``) stay. A folder holding another model is
-replaced only with --replace (its card's sections are not carried over; files such as
-``eval/`` are named as left from it); a training folder or a folder of other files is
-refused.
+--limitations are given (the lines this script wrote that depend on --summary, such as "Not
+evaluated", are rewritten), and its example clip with its note unless --example is given (the
+clip is enhanced again); other files (``eval/``) stay. Exporting a model folder with a card
+into another folder carries that card's sections and example over the same way. A folder
+holding another model is replaced only with --replace (its card's sections are not carried
+over; with --example '' its example files are removed; files such as ``eval/`` are named as
+left from it); a training folder or a folder of other files is refused.
 """
 from __future__ import annotations
 
@@ -228,6 +231,27 @@ def card_sections(text: str) -> dict[str, str]:
     return {k: "\n".join(v).strip() for k, v in sections.items()}
 
 
+def card_folder(recipe_folder: str, out_folder: str, target: str) -> str | None:
+    """The folder whose card describes this model: the output folder on a re-export of the
+    same model, else the source when it is a model folder with a card (exporting it into a
+    new folder must not lose what its card documents). Never a replaced model's card."""
+    folders = ([out_folder] if target == "same" else []) + [recipe_folder]
+    return next((f for f in folders if os.path.isfile(os.path.join(f, "README.md"))
+                 and not os.path.isdir(os.path.join(f, "save"))), None)
+
+
+def kept_example(folder: str | None, sections: dict[str, str]) -> tuple[str, str | None]:
+    """The example when --example is not given: the clip the carried card's folder ships, with
+    the note its card gave it (a user's own clip is not swapped for the default one); the
+    default clip only where there is none."""
+    clip = os.path.join(folder, EXAMPLE) if folder else ""
+    if not os.path.isfile(clip):
+        return DEFAULT_EXAMPLE, None
+    note = re.match(rf"`{re.escape(EXAMPLE)}` is (.+?); `{re.escape(EXAMPLE_ENHANCED)}` is this model's output",
+                    sections.get("Example", ""), re.S)
+    return clip, note.group(1) if note else "a short noisy clip (its source was not described)"
+
+
 # -- the card ------------------------------------------------------------------------
 def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower().split("(")[0]).strip("-") or "test-set"
@@ -300,6 +324,16 @@ def default_limitations(enhancer, evaluated: bool) -> str:
     return "\n".join(lines)
 
 
+def carried_limitations(kept: str, enhancer, evaluated: bool) -> str:
+    """A kept Limitations section with this script's lines that depend on --summary rewritten
+    ("Not evaluated" <-> "Measured only on the test sets under Results"), in place: a line
+    written for the old card must not contradict this one's Results. Other lines stay."""
+    now = default_limitations(enhancer, evaluated).splitlines()
+    then = default_limitations(enhancer, not evaluated).splitlines()
+    swap = {old: new for old, new in zip(then, now) if old != new}
+    return "\n".join(swap.get(line, line) for line in kept.splitlines())
+
+
 def default_training(settings: dict) -> str:
     if not settings:
         return "Not described at export (see the recipe folder this model came from)."
@@ -360,11 +394,12 @@ def model_card(enhancer, name: str, summaries: dict[str, dict], training: str, l
 def export(recipe_folder: str, out_folder: str, name: str | None = None, summaries: dict[str, str] | None = None,
            training: str = "", limitations: str = "", ssl_source: str | None = None,
            datasets: list[str] | None = None, hub_id: str | None = None, code_url: str | None = None,
-           example: str | None = DEFAULT_EXAMPLE, example_note: str | None = None, license: str = "apache-2.0",
+           example: str | None = None, example_note: str | None = None, license: str = "apache-2.0",
            replace: bool = False, ssl_hub_id: str | None = None) -> str:
     """Loads ``recipe_folder`` (a trained recipe folder, or a model folder) and writes
     ``out_folder`` with its card; returns ``out_folder``. ``replace``: ``out_folder`` may
-    hold another model, which is replaced (``model_folder.export_target``)."""
+    hold another model, which is replaced (``model_folder.export_target``). ``example``:
+    None keeps the carried folder's clip (see ``kept_example``), "" ships none."""
     name = name or os.path.basename(os.path.normpath(out_folder))
     loaded = {label: read_summary(path) for label, path in (summaries or {}).items()}
     interface = load_model(recipe_folder, ssl_source=ssl_source)
@@ -385,11 +420,19 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
     if target == "other" and not replace:
         raise ConfigError(f"{out_folder} holds another model (its enhancer.ckpt differs); pass --replace to "
                           "replace it, with --training / --limitations for the new model's card")
-    old_card = os.path.join(out_folder, "README.md")
-    # only a re-export of the same model keeps its card's sections: another model's would be wrong
-    kept = card_sections(open(old_card, encoding="utf-8").read()) if target == "same" and os.path.isfile(old_card) else {}
-    training = training or kept.get("Training data") or default_training(settings)
-    limitations = limitations or kept.get("Limitations") or default_limitations(enhancer, bool(loaded))
+    carried = card_folder(recipe_folder, out_folder, target)
+    kept = card_sections(open(os.path.join(carried, "README.md"), encoding="utf-8").read()) if carried else {}
+    kept_training = kept.get("Training data")
+    if kept_training == default_training({}):  # the placeholder: regenerated, maybe from the recipe's settings
+        kept_training = None
+    training = training or kept_training or default_training(settings)
+    limitations = (limitations or carried_limitations(kept.get("Limitations", ""), enhancer, bool(loaded))
+                   or default_limitations(enhancer, bool(loaded)))
+    if example is None:
+        example, note = kept_example(carried, kept)
+        example_note = example_note or note
+    stale = [f for f in (EXAMPLE, EXAMPLE_ENHANCED) if target == "other" and not example
+             and os.path.isfile(os.path.join(out_folder, f))]  # save_model_folder removes them
     if example and not example_note:
         example_note = DEFAULT_EXAMPLE_NOTE if os.path.abspath(example) == DEFAULT_EXAMPLE else f"`{os.path.basename(example)}`"
     chunk = float(getattr(interface.hparams, "chunk_seconds", 30.0))
@@ -404,6 +447,8 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
         left = sorted(set(os.listdir(out_folder)) - {*FILES, EXAMPLE, EXAMPLE_ENHANCED, "README.md"})
         if left:
             print(f"note: {out_folder} still holds {', '.join(left)} from the model it replaced", file=sys.stderr)
+        if stale:
+            print(f"note: removed {', '.join(stale)} of the model it replaced (--example '' ships none)", file=sys.stderr)
     return out_folder
 
 
@@ -420,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="Hub id of a dataset the model was trained on (repeatable)")
     ap.add_argument("--hub_id", help="owner/name the folder will have on the Hub (used in the usage snippets)")
     ap.add_argument("--code_url", help="git URL of the speechbrain-sslse repository (for the install line)")
-    ap.add_argument("--example", default=DEFAULT_EXAMPLE, help="short noisy file shipped as example.wav ('' for none)")
+    ap.add_argument("--example", help="short noisy file shipped as example.wav ('' for none; default: the clip "
+                                      "the folder, or the model folder exported, already ships, else a DNS-3 clip)")
     ap.add_argument("--example_note", help="what the example file is, for the card")
     ap.add_argument("--license", default="apache-2.0")
     ap.add_argument("--ssl_source", help="local folder for a hub encoder when offline (the card keeps the hub id "
