@@ -39,12 +39,15 @@ import random
 
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, write_audio
+from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, same_or_inside, write_audio
 from .checkpoints import write_text_atomic
 from .data import AUTHORS_RANDOM_STATE, authors_split
 from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
+
+COPIES = "wav16k"  # <save_folder>/wav16k/: the 16 kHz copies
+WRITTEN = (COPIES, "save", "enhanced_wavs")  # what the recipe writes into its output (= save) folder
 
 SUBSETS = {
     "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
@@ -73,11 +76,14 @@ def _check_pairs(folders: tuple[str, str], spec: str) -> None:
         raise PrepError(f"{spec}: expected CLEAN_DIR:NOISY_DIR, but {missing[0]!r} is not a folder")
 
 
-def _audio(folder: str, extensions: tuple[str, ...] | None, exclude: str) -> dict[str, str]:
-    """uid -> file: the path below ``folder`` without extension, "/" read as "_"."""
+def _audio(folder: str, extensions: tuple[str, ...] | None, save_folder: str) -> dict[str, str]:
+    """uid -> file: the path below ``folder`` without extension, "/" read as "_". What the
+    recipe writes (``save_folder``: copies, enhanced outputs) is never read as data; when the
+    data lies inside ``save_folder``, only the copies are left out, not the data's subfolders."""
     if not os.path.isdir(folder):
         raise PrepError(f"missing folder {folder}")
-    files = list_audio(folder, exclude=(exclude,), **({"extensions": extensions} if extensions else {}))
+    exclude = [os.path.join(save_folder, d) for d in WRITTEN] if same_or_inside(folder, save_folder) else [save_folder]
+    files = list_audio(folder, exclude=exclude, **({"extensions": extensions} if extensions else {}))
     names: dict[str, str] = {}
     for path in files:
         uid = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, "_")
@@ -102,9 +108,12 @@ def _to_16k(path: str, out_folder: str, uid: str) -> tuple[str, int]:
     if rate == SAMPLE_RATE:
         return os.path.abspath(path), wav.shape[1]
     target = os.path.join(out_folder, uid + ".wav")
-    # a copy older than its source (the source was replaced since) is made again, as make would
-    if not os.path.exists(target) or os.stat(target).st_mtime_ns < os.stat(path).st_mtime_ns:
+    # a copy carries its source's modification time: any other time (a source replaced since,
+    # also by an older file: cp -p, tar, rsync -t) makes it again
+    source_time = os.stat(path).st_mtime_ns
+    if not os.path.exists(target) or os.stat(target).st_mtime_ns != source_time:
         write_audio(target, resample(wav, rate)[0])
+        os.utime(target, ns=(source_time, source_time))
     return os.path.abspath(target), sf.info(target).frames
 
 
@@ -125,8 +134,8 @@ def _pairs(data_folder: str, save_folder: str, subset: str, folders: tuple[str, 
     copies = SUBSETS[subset] if official else (f"{subset}_clean", f"{subset}_noisy")
     entries = {}
     for uid in progress_bar(sorted(clean), desc=f"prepare {subset}"):
-        c_path, c_len = _to_16k(clean[uid], os.path.join(save_folder, "wav16k", copies[0]), uid)
-        n_path, n_len = _to_16k(noisy[uid], os.path.join(save_folder, "wav16k", copies[1]), uid)
+        c_path, c_len = _to_16k(clean[uid], os.path.join(save_folder, COPIES, copies[0]), uid)
+        n_path, n_len = _to_16k(noisy[uid], os.path.join(save_folder, COPIES, copies[1]), uid)
         if c_len != n_len:
             raise PrepError(f"{subset}/{uid}: clean has {c_len} samples, noisy {n_len}; pairs must be aligned")
         entries[uid] = {

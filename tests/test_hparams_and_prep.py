@@ -158,6 +158,32 @@ def test_a_resampled_copy_follows_its_source(tmp_path):
     paths = prepare_vctk(str(root), str(tmp_path / "out"))
     new = sf.read(json.load(open(paths["train"]))["p287_001"]["noisy_wav"])[0]
     assert np.allclose(new, 0.5 * old, atol=1e-4) and not np.allclose(new, old, atol=1e-3)
+    # replaced again, by a file with an older time (cp -p, tar, rsync -t): made again too
+    sf.write(root / "noisy_trainset_28spk_wav" / "p287_001.wav", 0.25 * x, 48000)
+    os.utime(root / "noisy_trainset_28spk_wav" / "p287_001.wav", (1_500_000_000, 1_500_000_000))
+    for name in ("train", "valid", "test"):
+        os.remove(paths[name])
+    paths = prepare_vctk(str(root), str(tmp_path / "out"))
+    newer = sf.read(json.load(open(paths["train"]))["p287_001"]["noisy_wav"])[0]
+    assert np.allclose(newer, 0.5 * new, atol=1e-4)
+
+
+def test_a_save_folder_that_holds_the_data_still_reads_its_subfolders(tmp_path):
+    """Pairs in subfolders of CLEAN:NOISY folders that lie inside the save folder are all
+    read (only the recipe's own copies below the save folder are left out)."""
+    data = tmp_path / "mine"
+    for side, sub in (("clean", "clean_trainset_28spk_wav"), ("noisy", "noisy_trainset_28spk_wav")):
+        for k, path in enumerate(sorted(glob.glob(os.path.join(MINI_SET, sub, "*.wav")))):
+            folder = data / side / ("" if k < 2 else f"spk{k % 2}")
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, folder / os.path.basename(path))
+    spec = f"{data / 'clean'}:{data / 'noisy'}"
+    inside = prepare_vctk(spec, str(tmp_path), valid_split="random")
+    apart = prepare_vctk(spec, str(tmp_path / "apart"), valid_split="random")
+    for name in ("train", "valid"):
+        assert json.load(open(inside[name])) == json.load(open(apart[name]))
+    n = sum(len(json.load(open(inside[name]))) for name in ("train", "valid"))
+    assert n == len(glob.glob(os.path.join(MINI_SET, "clean_trainset_28spk_wav", "*.wav")))
 
 
 def test_placeholder_in_a_child_file_must_be_given():
