@@ -11,8 +11,8 @@ From the command line:
 
 Speakers: LibriSpeech-style names (``<spk>-<chapter>-<utt>``) and LibriTTS-style names
 (``<spk>_<chapter>_<para>_<sent>``) give the speaker; any other file belongs to the folder that
-holds it (one folder = one "speaker": a ``speaker/session/`` layout needs the speaker in the
-file name, or one --speech folder per speaker). Source folders may not overlap (a file listed
+holds it (one folder = one "speaker"; ``speaker_level="top"``: the first folder below the
+speech root, for ``speaker/session/`` layouts). Source folders may not overlap (a file listed
 under two speakers could land on both sides of a split). Active level: P.56-style (the level c for which the mean power of 10 ms
 frames above c - 15.9 dB equals c), a close, simpler stand-in for ITU-T P.56.
 
@@ -50,12 +50,19 @@ _LIBRI = re.compile(r"^(\d+)-\d+-\d+$")  # LibriSpeech: 84-121123-0000
 _LIBRITTS = re.compile(r"^(\d+)_\d+_\d+_\d+$")  # LibriTTS (same speaker ids): 84_121123_000008_000000
 
 
-def speaker_of(path: str, root: str) -> str:
+SPEAKER_LEVELS = ("folder", "top")
+
+
+def speaker_of(path: str, root: str, level: str = "folder") -> str:
     """The speaker of a speech file: the LibriSpeech / LibriTTS speaker id in its name, else
-    its folder below ``root``."""
+    the folder that holds it (``folder``) or its first folder below ``root`` (``top``: a
+    ``speaker/session/`` layout), relative to ``root``."""
     stem = os.path.splitext(os.path.basename(path))[0]
     m = _LIBRI.match(stem) or _LIBRITTS.match(stem)
-    return f"libri{m.group(1)}" if m else os.path.relpath(os.path.dirname(path), root)
+    if m:
+        return f"libri{m.group(1)}"
+    below = os.path.relpath(os.path.dirname(path), root)
+    return below.split(os.sep)[0] if level == "top" else below
 
 
 
@@ -172,7 +179,7 @@ def simulate(
     speech_roots: list[str], noise_roots: list[str], out: str, seed: int = 999, test_fraction: float = 0.15,
     noise_test_fraction: float = 0.3, train_mixtures: int = 1, max_seconds: float = 12.0,
     train_noise_pairs: tuple[str, ...] = (), valid_fraction: float = 0.0, noise_valid_fraction: float = 0.0,
-    noise_groups: str = "file",
+    noise_groups: str = "file", speaker_level: str = "folder",
 ) -> dict:
     """Renders the splits and writes ``simulation.json``: what each mixture is made of,
     and the training speech / noise lists that dynamic mixing draws from. ``ValueError``
@@ -185,6 +192,8 @@ def simulate(
     folder stay single recordings."""
     if noise_groups not in NOISE_GROUPS:
         raise ValueError(f"noise_groups must be one of {NOISE_GROUPS}, got {noise_groups!r}")
+    if speaker_level not in SPEAKER_LEVELS:
+        raise ValueError(f"speaker_level must be one of {SPEAKER_LEVELS}, got {speaker_level!r}")
     settings = {"speech": [os.path.abspath(r) for r in speech_roots], "noise": [os.path.abspath(r) for r in noise_roots],
                 "seed": seed, "test_fraction": test_fraction, "noise_test_fraction": noise_test_fraction,
                 "train_mixtures": train_mixtures, "max_seconds": max_seconds,
@@ -192,12 +201,14 @@ def simulate(
                 "valid_fraction": valid_fraction, "noise_valid_fraction": noise_valid_fraction}
     if noise_groups != "file":  # recorded only when set, so earlier renders keep their settings
         settings["noise_groups"] = noise_groups
+    if speaker_level != "folder":
+        settings["speaker_level"] = speaker_level
     check_render_target(out, [*speech_roots, *noise_roots], settings)
     split_rng = random.Random(seed)
     by_speaker: dict[str, list[str]] = {}
     for root in speech_roots:
         for path in list_audio(root):
-            by_speaker.setdefault(f"{os.path.basename(os.path.normpath(root))}/{speaker_of(path, root)}", []).append(path)
+            by_speaker.setdefault(f"{os.path.basename(os.path.normpath(root))}/{speaker_of(path, root, speaker_level)}", []).append(path)
     listed = [(root, p) for root in noise_roots for p in list_audio(root)]
     noises, labels = [p for _, p in listed], noise_labels(listed)
     if len(by_speaker) < 2 or len(noises) < 2:

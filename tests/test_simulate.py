@@ -208,7 +208,7 @@ def test_a_rerun_after_the_sources_changed_is_refused(sources, tmp_path):
 
 def test_speakers_of_nested_and_overlapping_layouts(sources, tmp_path):
     """LibriTTS names (speaker/chapter/ folders) give one speaker per reader, not per
-    chapter; source folders that overlap are refused; silent noise is refused and silent
+    chapter, as speaker_level="top" does for other speaker/session/ layouts; source folders that overlap are refused; silent noise is refused and silent
     speech skipped, said on stderr."""
     from speechbrain_sslse.simulation import speaker_of
 
@@ -216,7 +216,16 @@ def test_speakers_of_nested_and_overlapping_layouts(sources, tmp_path):
     assert speaker_of(f"{root}/84/121123/84_121123_000008_000000.wav", root) == "libri84"
     assert speaker_of(f"{root}/84/121550/84_121550_000001_000000.wav", root) == "libri84"
     assert speaker_of("/d/p226/p226_001.wav", "/d") == "p226"
+    assert speaker_of("/d/ann/day1/a.wav", "/d") == os.path.join("ann", "day1")
+    assert speaker_of("/d/ann/day1/a.wav", "/d", "top") == speaker_of("/d/ann/day2/b.wav", "/d", "top") == "ann"
     speech, noise = sources
+    nested = tmp_path / "nested"  # two sessions per speaker: one speaker each with speaker_level="top"
+    for k, path in enumerate(sorted(glob.glob(os.path.join(speech, "*", "*.wav")))):
+        (nested / f"spk{k % 3}" / f"day{k % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, nested / f"spk{k % 3}" / f"day{k % 2}" / os.path.basename(path))
+    s = simulate([str(nested)], [noise], str(tmp_path / "n"), test_fraction=0.34, speaker_level="top")
+    assert {e["speaker"] for e in s["train"] + s["test"]} <= {"nested/spk0", "nested/spk1", "nested/spk2"}
+    assert not {e["speaker"] for e in s["train"]} & {e["speaker"] for e in s["test"]}
     with pytest.raises(ValueError, match="overlap"):
         simulate([speech, os.path.join(speech, "spk0")], [noise], str(tmp_path / "a"))
     loud = tmp_path / "noise"

@@ -34,11 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise_groups", choices=["file", "folder"], default="file",
                     help="folder: the files of one noise subfolder are one recording (DEMAND channels, pieces) "
                          "and stay on one side of every split")
+    ap.add_argument("--speaker_level", choices=["folder", "top"], default="folder",
+                    help="a speaker is the folder holding a file, or (top) its first folder below --speech "
+                         "(speaker/session/ layouts); LibriSpeech / LibriTTS names give the reader either way")
     args = ap.parse_args(argv)
     try:
         s = simulate(args.speech, args.noise, args.out, args.seed, args.test_fraction, args.noise_test_fraction,
                      args.train_mixtures, args.max_seconds, tuple(args.train_noise_pairs),
-                     args.valid_fraction, args.noise_valid_fraction, args.noise_groups)
+                     args.valid_fraction, args.noise_valid_fraction, args.noise_groups, args.speaker_level)
     except (ValueError, AudioError) as err:  # one line, before or instead of a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
