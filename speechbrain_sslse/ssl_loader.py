@@ -8,6 +8,7 @@ benchmarks) builds encoders the same way.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Mapping
 
@@ -78,6 +79,19 @@ def config_from_dict(cfg: Mapping[str, Any]) -> PretrainedConfig:
         if key in cfg:
             cfg[key] = tuple(cfg[key])
     return SSL_TYPES[model_type][0](**cfg)
+
+
+def source_model_type(source: str) -> str | None:
+    """The ``SSL_TYPES`` type of a source without loading it: a local folder's config.json
+    ``model_type``, else the first type its name contains (``microsoft/wavlm-base-plus``);
+    None when neither says."""
+    try:
+        with open(os.path.join(os.path.expanduser(str(source)), "config.json"), encoding="utf-8") as f:
+            return str(json.load(f).get("model_type") or "").replace("-", "") or None
+    except (OSError, ValueError):
+        pass
+    name = str(source).lower().replace("-", "").replace("_", "")
+    return next((t for t in SSL_TYPES if t in name), None)
 
 
 def _is_local(source: str) -> bool:

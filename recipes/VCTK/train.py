@@ -34,7 +34,7 @@ from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.inference import folder_ssl_source
 from speechbrain_sslse.data_prep import PrepError, check_same_source, prepare_vctk
 from speechbrain_sslse.mixing import DynamicMixDataset
-from speechbrain_sslse.ssl_loader import SSL_TYPES
+from speechbrain_sslse.ssl_loader import source_model_type
 
 logger = get_logger(__name__)
 
@@ -348,18 +348,6 @@ def _encoder_name(source) -> str:
     return os.path.basename(os.path.normpath(str(source)))
 
 
-def _encoder_type(source) -> str | None:
-    """A type of ``SSL_TYPES``: from a local folder's config.json, else from the name."""
-    folder = os.path.expanduser(str(source))
-    try:
-        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-            return str(json.load(f).get("model_type") or "").replace("-", "") or None
-    except (OSError, ValueError):
-        pass
-    name = str(source).lower().replace("-", "").replace("_", "")
-    return next((t for t in SSL_TYPES if t in name), None)
-
-
 def _source_run_encoder(source: str) -> str | None:
     """The hub encoder the run or export that wrote ``source`` used, when its folder says:
     an exported folder (hyperparams.yaml beside the checkpoint) or a recipe checkpoint
@@ -398,7 +386,7 @@ def check_init_from(hparams: dict, source: str) -> None:
     if used and hparams["ssl_mode"] != "scratch" and _encoder_name(used) != _encoder_name(ours):
         message = (f"init_from: {source} was trained on the encoder {used}, this run loads {ours}; "
                    f"give --ssl_source={used}")
-        kinds = {_encoder_type(used), _encoder_type(ours)}
+        kinds = {source_model_type(used), source_model_type(ours)}
         local = any(os.path.isdir(os.path.expanduser(str(p))) for p in (used, ours))
         if (None not in kinds and len(kinds) > 1) or not local:
             raise ConfigError(message)
