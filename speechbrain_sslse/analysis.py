@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .audio import read_mono_16k
+from .checkpoints import write_text_atomic
 from .inference import load_model, model_label
 from .lobes import SSLEncoder
 from .metrics import LENGTH_TOLERANCE
@@ -172,6 +173,9 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
     if replaced:
         print(f"{out_dir}: replaced an earlier analysis ({', '.join(replaced)})")
     os.makedirs(out_dir, exist_ok=True)
+    # the record first: a run killed while writing leaves files a rerun knows as an analysis's
+    record = os.path.join(out_dir, "summary.json")
+    write_text_atomic(record, json.dumps({**summary, "sources": {k: None for k in loaded}, "complete": False}, indent=1))
     for label, (src, encoder, weights) in loaded.items():
         dist = dists[label]
         layer_ids = list(encoder.layer_ids)
@@ -194,8 +198,7 @@ def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_la
             summary["fig3"] = ("not drawn: the sources have different layers ("
                                + "; ".join(f"{k}: {v[0]}" for k, v in results.items()) + ")")
             print(f"no {FIG3}: {summary['fig3'][len('not drawn: '):]}")
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    write_text_atomic(record, json.dumps(summary, indent=1))
     return summary
 
 

@@ -83,8 +83,9 @@ class EpochCrops(torch.utils.data.Dataset):
     repeat the crops of the first ones. Here example ``index`` of epoch ``e`` is a function of
     (seed, e, index) alone, as :class:`~speechbrain_sslse.mixing.DynamicMixDataset`'s
     mixtures are: the same after a resume, in any worker, and different for each repeat of a
-    pair; DDP ranks sample disjoint indices, so they draw different crops. Call
-    :meth:`set_epoch` before each epoch.
+    pair; DDP ranks sample disjoint indices, so they draw different crops (but for the few
+    indices a DistributedSampler repeats to even out the last round). Call :meth:`set_epoch`
+    before each epoch (loader workers must not persist across epochs).
     """
 
     def __init__(self, pairs: Sequence[dict], crop: int = CROP_SAMPLES, gain_range: Sequence[float] = GAIN_RANGE,

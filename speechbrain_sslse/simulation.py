@@ -47,7 +47,7 @@ from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, mix, pair_noises
 from .progress import progress_bar
 
 _LIBRI = re.compile(r"^(\d+)-\d+-\d+$")  # LibriSpeech: 84-121123-0000
-_LIBRITTS = re.compile(r"^(\d+)_\d+_\d+_\d+$")  # LibriTTS (same speaker ids): 84_121123_000008_000000
+_LIBRITTS = re.compile(r"^(\d+)_\d+_\d{6}_\d{6}$")  # LibriTTS (same speaker ids): 84_121123_000008_000000
 
 
 SPEAKER_LEVELS = ("folder", "top")
@@ -159,6 +159,22 @@ def check_render_target(out: str, sources: list[str], settings: dict) -> None:
                          "choose a new --out, or delete it first")
 
 
+def silent_files(paths) -> list[str]:
+    """The files whose samples are all zero, read block by block (no resampling: silence is
+    silent at any rate). Unreadable files are left to the reader that renders them."""
+    import soundfile as sf
+
+    silent = []
+    for path in progress_bar(sorted(paths), desc="check speech"):
+        try:
+            with sf.SoundFile(path) as f:
+                if not any(np.any(block) for block in f.blocks(blocksize=1 << 16)):
+                    silent.append(path)
+        except (RuntimeError, OSError):  # (soundfile's errors are RuntimeErrors)
+            continue
+    return silent
+
+
 def check_same_sources(out: str, plan: dict) -> None:
     """A rerun into an earlier render with the same settings rewrites it in place, which is
     safe only if it renders the same files: after source files were added, removed or
@@ -171,8 +187,9 @@ def check_same_sources(out: str, plan: dict) -> None:
         earlier = json.load(f)
     changed = [k for k, v in plan.items() if k in earlier and earlier[k] != v]
     if changed:
-        raise ValueError(f"{out} was rendered from other source files than the folders hold now ({', '.join(changed)} "
-                         "differ); its files would mix with the new render's: choose a new --out, or delete it first")
+        raise ValueError(f"{out} was rendered from other source files than the folders hold now, or with speakers "
+                         f"grouped otherwise by an earlier version ({', '.join(changed)} differ); its files would mix "
+                         "with the new render's: choose a new --out, or delete it first")
 
 
 def simulate(
@@ -231,6 +248,9 @@ def simulate(
     silent = [labels.get(p, p) for p, wav in noise_cache.items() if not np.any(wav)]
     if silent:  # its mixtures would be clean speech recorded at a nominal SNR
         raise ValueError(f"silent noise recording(s): {', '.join(silent[:5])}; remove them from the noise folders")
+    quiet = silent_files(p for files in by_speaker.values() for p in files)
+    if quiet:  # a silent pair has no SNR and nothing to enhance; a test pair of it floors every system
+        raise ValueError(f"{len(quiet)} silent speech file(s): {', '.join(quiet[:5])}; remove them from the speech folders")
     plan = {"listed_speech": sorted(os.path.abspath(p) for files in by_speaker.values() for p in files),
             "listed_noise": sorted(os.path.abspath(p) for p in noises),
             "train_speech": [os.path.abspath(p) for s in train_spk for p in sorted(by_speaker[s])],
@@ -251,9 +271,6 @@ def simulate(
                 clean = load_mixing_audio(path)[: int(max_seconds * SAMPLE_RATE)]
             except AudioError as err:
                 print(f"skipped: {err}", file=sys.stderr)
-                continue
-            if not np.any(clean):  # a silent pair has no SNR and nothing to enhance
-                print(f"skipped: {path}: silent", file=sys.stderr)
                 continue
             noise_path = rng.choice(noise_set)
             snr = snrs[k % len(snrs)]

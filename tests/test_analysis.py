@@ -162,6 +162,12 @@ def test_analysis_never_overwrites_files_it_did_not_write(tmp_path):
     assert (mine / "fig2_tiny_wavlm.png").read_bytes() == b"my figure"
     analyze(str(cfg), manifest, str(tmp_path / "out"), n_pairs=2)
     analyze(str(cfg), manifest, str(tmp_path / "out"), n_pairs=2)  # its own earlier files: replaced
+    # a run killed after its record and some files: the rerun knows them as its own
+    record = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (tmp_path / "out" / "summary.json").write_text(json.dumps({**record, "sources": {"tiny_wavlm": None},
+                                                               "complete": False}))
+    os.remove(tmp_path / "out" / "fig2_tiny_wavlm.png")
+    assert "tiny_wavlm" in analyze(str(cfg), manifest, str(tmp_path / "out"), n_pairs=2)["sources"]
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(ValueError, match="an empty manifest"):
         analyze(str(cfg), str(tmp_path / "empty.json"), str(tmp_path / "out2"), n_pairs=2)

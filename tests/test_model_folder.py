@@ -373,6 +373,10 @@ def test_re_export_keeps_the_users_example_and_its_note(exported, tmp_path, offl
     stored = torch.from_numpy(sf.read(folder / "example_enhanced.wav", dtype="float32")[0])
     torch.testing.assert_close(EnhanceSSL.from_hparams(str(folder)).enhance_file(str(folder / "example.wav")), stored,
                                atol=1e-6, rtol=0)
+    # --example '' on the same model: the earlier export's example files go too (the card names none)
+    res = _run([EXPORT, str(folder), str(folder), "--example", ""], cwd=tmp_path)
+    assert not (folder / "example.wav").exists() and not (folder / "example_enhanced.wav").exists()
+    assert "removed example.wav, example_enhanced.wav of the earlier export" in res.stderr, res.stderr[-2000:]
 
 
 def test_export_of_a_model_folder_into_a_new_folder_keeps_its_card(tmp_path, offline):

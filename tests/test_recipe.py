@@ -357,3 +357,14 @@ def test_recipe_draws_static_crops_per_epoch_it_is_told(tmp_path):
         drawn.setdefault(epoch, []).append([train_set[i]["noisy_sig"] for i in range(len(train_set))])
     assert all(torch.equal(a, b) for a, b in zip(*drawn[3]))  # epoch 3 again: the same crops
     assert not any(torch.equal(a, b) for a, b in zip(drawn[3][0], drawn[4][0]))  # epoch 4: others
+
+
+def test_persistent_loader_workers_are_refused():
+    """Workers that persist keep the epoch they started with: every epoch would draw the first
+    one's crops (EpochCrops) or mixtures (DynamicMixDataset)."""
+    train = _train_module()
+    hparams = load_hparams(SMOKE, {"data_folder": MINI_SET})
+    train.check_training_settings(hparams)
+    hparams["train_dataloader_options"]["persistent_workers"] = True
+    with pytest.raises(ConfigError, match="persistent_workers"):
+        train.check_training_settings(hparams)

@@ -208,8 +208,8 @@ def test_a_rerun_after_the_sources_changed_is_refused(sources, tmp_path):
 
 def test_speakers_of_nested_and_overlapping_layouts(sources, tmp_path):
     """LibriTTS names (speaker/chapter/ folders) give one speaker per reader, not per
-    chapter, as speaker_level="top" does for other speaker/session/ layouts; source folders that overlap are refused; silent noise is refused and silent
-    speech skipped, said on stderr."""
+    chapter, as speaker_level="top" does for other speaker/session/ layouts; source folders
+    that overlap are refused; silent noise or speech is refused before anything is written."""
     from speechbrain_sslse.simulation import speaker_of
 
     root = "/data/LibriTTS"
@@ -234,3 +234,9 @@ def test_speakers_of_nested_and_overlapping_layouts(sources, tmp_path):
     with pytest.raises(ValueError, match="silent noise recording.*silent.wav"):
         simulate([speech], [str(loud)], str(tmp_path / "b"))
     assert not (tmp_path / "b").exists()
+    quiet = tmp_path / "quiet"
+    shutil.copytree(speech, quiet)
+    sf.write(quiet / "spk0" / "silent.wav", np.zeros(32000), 16000)
+    with pytest.raises(ValueError, match="1 silent speech file.*silent.wav"):
+        simulate([str(quiet)], [noise], str(tmp_path / "c"))
+    assert not (tmp_path / "c").exists()

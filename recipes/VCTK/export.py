@@ -431,8 +431,9 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
     if example is None:
         example, note = kept_example(carried, kept)
         example_note = example_note or note
-    stale = [f for f in (EXAMPLE, EXAMPLE_ENHANCED) if target == "other" and not example
-             and os.path.isfile(os.path.join(out_folder, f))]  # save_model_folder removes them
+    # --example '': no example of an earlier export may stay beside a card that names none
+    stale = [f for f in (EXAMPLE, EXAMPLE_ENHANCED) if target in ("same", "other") and not example
+             and os.path.isfile(os.path.join(out_folder, f))]
     if example and not example_note:
         example_note = DEFAULT_EXAMPLE_NOTE if os.path.abspath(example) == DEFAULT_EXAMPLE else f"`{os.path.basename(example)}`"
     chunk = float(getattr(interface.hparams, "chunk_seconds", 30.0))
@@ -443,12 +444,16 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
                       ssl_source=hub_ssl if isinstance(hub_ssl, str) else None, chunk_seconds=chunk,
                       overlap_seconds=overlap, batch_size=int(getattr(interface.hparams, "batch_size", 4)),
                       replace=replace)
+    for f in stale:  # (save_model_folder has removed a replaced model's already)
+        if os.path.isfile(os.path.join(out_folder, f)):
+            os.remove(os.path.join(out_folder, f))
+    if stale:
+        whose = "the model it replaced" if target == "other" else "the earlier export"
+        print(f"note: removed {', '.join(stale)} of {whose} (--example '' ships none)", file=sys.stderr)
     if target == "other":
         left = sorted(set(os.listdir(out_folder)) - {*FILES, EXAMPLE, EXAMPLE_ENHANCED, "README.md"})
         if left:
             print(f"note: {out_folder} still holds {', '.join(left)} from the model it replaced", file=sys.stderr)
-        if stale:
-            print(f"note: removed {', '.join(stale)} of the model it replaced (--example '' ships none)", file=sys.stderr)
     return out_folder
 
 

@@ -185,6 +185,9 @@ def check_training_settings(hparams: dict) -> None:
     workers = hparams.get("num_workers", 0)
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"num_workers must be a whole number >= 0, got {workers!r}")
+    if (hparams.get("train_dataloader_options") or {}).get("persistent_workers"):
+        raise ConfigError("train_dataloader_options: persistent_workers would keep the epoch each loader worker "
+                          "started with, so every epoch would draw the first one's crops or mixtures; leave it off")
     counts = hparams.get("average_last_epochs") or []
     if not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts):
         raise ConfigError(f"average_last_epochs must be a list of whole numbers >= 1, got {counts!r}")
@@ -537,7 +540,8 @@ def main(argv: list[str]) -> SSLSEBrain:
         checkpointer=hparams["checkpointer"],
     )
     brain.train_set = datasets["train"]  # told each epoch before its examples are drawn
-    # SpeechBrain seeds all ranks alike; from here (model built) each rank draws its own crops and gains
+    # SpeechBrain seeds all ranks alike; from here (model built) each rank has its own global stream
+    # (dropout, encoder masking); crops, gains and mixtures draw from (seed, epoch, index)
     separate_rank_streams(hparams["seed"], torch.distributed.get_rank() if torch.distributed.is_initialized() else 0)
     # PaddedBatch is set explicitly because the training sets (EpochCrops, DynamicMixDataset)
     # are no DynamicItemDataset, for which SpeechBrain would pick it automatically.
