@@ -59,8 +59,12 @@ def test_a_resumed_epoch_sees_the_mixtures_of_an_uninterrupted_run(rendered):
     assert _same(uninterrupted, _epoch(resumed, 2, order))
 
 
-def test_ranks_draw_different_mixtures(rendered):
-    ds = _dataset(rendered, items_per_epoch=16)
+@pytest.mark.parametrize("kind", ["dynamic mixing", "static set"])
+def test_ranks_draw_different_examples(rendered, kind):
+    """Dynamic mixtures (DynamicMixDataset) and static-set crops (EpochCrops) alike."""
+    from speechbrain_sslse.data import EpochCrops
+
+    ds = _dataset(rendered, items_per_epoch=16) if kind == "dynamic mixing" else EpochCrops(_pairs(4), seed=999, repeats=4)
     ds.set_epoch(1)
     drawn = []
     for rank in (0, 1):
@@ -270,17 +274,3 @@ def test_static_set_crops_are_a_function_of_seed_epoch_and_index():
                                                                                                dtype=torch.float64))
     first, repeat = _crops(straight, 2, [0, 3])  # the same pair, two different crops
     assert first["id"] == repeat["id"] and not torch.equal(first["noisy_sig"], repeat["noisy_sig"])
-
-
-def test_static_set_ranks_draw_different_crops():
-    from speechbrain_sslse.data import EpochCrops
-
-    ds = EpochCrops(_pairs(4), seed=999, repeats=4)
-    ds.set_epoch(1)
-    drawn = []
-    for rank in (0, 1):
-        sampler = torch.utils.data.DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=999)
-        sampler.set_epoch(1)
-        drawn.append([ds[i]["noisy_sig"] for i in sampler])
-    assert len(drawn[0]) == len(drawn[1]) == 8
-    assert not any(torch.equal(x, y) for x in drawn[0] for y in drawn[1])
