@@ -4,6 +4,7 @@ CLEAN_DIR:NOISY_DIR pairs (the recipe and export.py run as a user runs them)."""
 import glob
 import json
 import os
+import time
 import re
 import shutil
 import socket
@@ -21,7 +22,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain_sslse import EnhanceSSL, EnhancementModel, SSLEncoder
 from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.inference import load_model
-from speechbrain_sslse.model_folder import capture_init, inference_yaml, save_model_folder
+from speechbrain_sslse.model_folder import FILES, capture_init, inference_yaml, save_model_folder
 
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "pretrained", "*", "hyperparams.yaml")))
 SHIPPED = [os.path.dirname(p) for p in SHIPPED]
@@ -200,12 +201,17 @@ def test_frozen_hub_encoder_is_named_not_copied(tiny_folders, tmp_path):
 
 
 def test_re_export_keeps_unchanged_weights_byte_identical(tmp_path):
+    """... and an unchanged example output (its float WAV header holds a timestamp)."""
     model = EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1)
-    ckpt = tmp_path / "m" / "enhancer.ckpt"
-    save_model_folder(model, str(tmp_path / "m"))
-    before, mtime = ckpt.read_bytes(), ckpt.stat().st_mtime_ns
-    save_model_folder(model, str(tmp_path / "m"))
+    ckpt, enhanced = tmp_path / "m" / "enhancer.ckpt", tmp_path / "m" / "example_enhanced.wav"
+    clip = os.path.join(MINI_SET, "noisy_testset_wav", "0015.wav")
+    save_model_folder(model, str(tmp_path / "m"), example=clip)
+    before, mtime, output = ckpt.read_bytes(), ckpt.stat().st_mtime_ns, enhanced.read_bytes()
+    time.sleep(1.1)  # the header's timestamp counts seconds
+    save_model_folder(model, str(tmp_path / "m"), example=clip)
     assert ckpt.read_bytes() == before and ckpt.stat().st_mtime_ns == mtime
+    assert enhanced.read_bytes() == output and sorted(os.listdir(tmp_path / "m")) == sorted([*FILES,
+        "example.wav", "example_enhanced.wav"])
     with torch.no_grad():
         model.masker.out.bias.add_(1.0)
     with pytest.raises(ConfigError, match="holds another model"):  # never replaced by accident
