@@ -198,7 +198,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     s.add_argument("--clean", help="clean references (PESQ, CSIG, CBAK, COVL, STOI, SSNR, SI-SDR); "
                    "without them only DNSMOS is scored")
     s.add_argument("--noisy", help="also score the noisy inputs (the Noisy row)")
-    s.add_argument("--name", default="system")
+    s.add_argument("--name", default=None, help="system name in the tables (default: the --enhanced folder's name)")
     s.add_argument("--dnsmos", action=argparse.BooleanOptionalAction, default=None,
                    help="add DNSMOS P.835 SIG/BAK/OVRL and P.808 (needs pip install -e \".[dnsmos]\"); "
                    "default: on without --clean, off with it")
@@ -224,7 +224,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             from .metrics import DnsmosUnavailable
 
             try:
-                summary = evaluation.score_folders(args.enhanced, args.clean, args.out, args.name, args.noisy,
+                name = args.name or os.path.basename(os.path.normpath(args.enhanced)) or "system"
+                summary = evaluation.score_folders(args.enhanced, args.clean, args.out, name, args.noisy,
                                                    args.workers, dnsmos=args.dnsmos)
             except DnsmosUnavailable as err:  # names the extra to install
                 return _fail(str(err))

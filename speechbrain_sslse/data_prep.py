@@ -15,7 +15,8 @@ returns ``sorted`` paths of one folder), reproduced without scikit-learn
 ``folder`` = the pre-rendered ``clean_validset_wav`` / ``noisy_validset_wav`` pair written
 by ``simulate_vbd.py --valid_fraction`` (speaker- and noise-disjoint from training).
 The split used is recorded in ``<save_folder>/prep.json``; a later call that finds the
-manifests keeps them, and warns if it was asked for another split.
+manifests keeps them, and refuses (``PrepError``) if it was asked for another split or
+other data (delete the manifests to rebuild them).
 
 Your own data (fine-tuning): ``data_folder`` may be ``CLEAN_DIR:NOISY_DIR``, two folders of
 paired files with matching names (relative paths below each folder, extension aside; any
@@ -213,6 +214,16 @@ def data_source(data_folder: str, test_pairs: str | None = None) -> dict:
             "test_pairs": [os.path.abspath(d) for d in test_folders] if test_folders else None}
 
 
+def check_data_folders(data_folder: str, test_pairs: str | None = None) -> None:
+    """``PrepError`` unless the data folder (or both CLEAN_DIR:NOISY_DIR folders) and the test
+    pair folders exist: checked before a recipe creates its output folder."""
+    for folders, spec in ((pair_spec(str(data_folder)), data_folder), (pair_spec(test_pairs), test_pairs)):
+        if folders is not None:
+            _check_pairs(folders, spec)
+    if pair_spec(str(data_folder)) is None and not os.path.isdir(data_folder):
+        raise PrepError(f"data folder {data_folder} does not exist (or give your pairs as CLEAN_DIR:NOISY_DIR)")
+
+
 def check_same_source(save_folder: str, data_folder: str, test_pairs: str | None = None) -> None:
     """Refuses (``PrepError``) a ``save_folder`` whose manifests list other data than asked:
     a rerun would train and test on the old data while its records named the new. Folders
@@ -269,11 +280,7 @@ def prepare_vctk(
         raise PrepError(f"valid_split must be one of {VALID_SPLITS}, got {valid_split!r}")
     if test_pairs and test_folders is None:
         raise PrepError(f"test_pairs must be CLEAN_DIR:NOISY_DIR, got {test_pairs!r}")
-    for folders, spec in ((own, data_folder), (test_folders, test_pairs)):
-        if folders is not None:
-            _check_pairs(folders, spec)
-    if own is None and not os.path.isdir(data_folder):
-        raise PrepError(f"data folder {data_folder} does not exist (or give your pairs as CLEAN_DIR:NOISY_DIR)")
+    check_data_folders(data_folder, test_pairs)
     if own is not None and valid_split == "folder":
         raise PrepError("valid_split 'folder' needs a VoiceBank-DEMAND-style data folder; with CLEAN_DIR:NOISY_DIR "
                         "pairs choose authors, random or speakers")

@@ -145,7 +145,7 @@ class EnhanceSSL(Pretrained):
             wav = wav[None] if wav.dim() == 1 else wav
             if rate > SAMPLE_RATE:  # said once per rate (the message does not name the file)
                 warnings.warn(f"inputs at {rate} Hz: the enhancer works at {SAMPLE_RATE} Hz, so their outputs "
-                              f"(written at {rate} Hz) hold nothing above {SAMPLE_RATE // 2000} kHz",
+                              f"(at {rate} Hz) hold nothing above {SAMPLE_RATE // 2000} kHz",
                               DataWarning, stacklevel=2)
             for ch in resample(wav.float(), rate, SAMPLE_RATE):
                 flat.append(ch)

@@ -235,7 +235,8 @@ def check_replaceable(jobs: Sequence[tuple[str, str]], out_dir: str) -> None:
         names = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         kept = os.path.join(out_dir, OUTPUT_RECORD)
         record_note = f"by its record {kept}" if os.path.isfile(kept) else f"it has no record {OUTPUT_RECORD}"
-        raise PlanError(f"{len(foreign)} existing entr(y/ies) in {out_dir} that no earlier run of this tool wrote "
+        what = "an existing entry" if len(foreign) == 1 else f"{len(foreign)} existing entries"
+        raise PlanError(f"{what} in {out_dir} that no earlier run of this tool wrote "
                         f"there unchanged ({record_note}) would be replaced: {names}; move them or "
                         "choose another output folder")
 

@@ -116,7 +116,8 @@ def _resolve_config(source: str, cache_dir: str | None) -> PretrainedConfig:
     except OSError as err:
         raise SSLSourceError(
             f"Could not fetch SSL config {source!r} from the Hugging Face Hub or its cache "
-            f"({type(err).__name__}). Offline? Pass a local save_pretrained folder of it instead: "
+            f"({type(err).__name__}). Offline? Pass a local save_pretrained folder of it instead "
+            f"(and set HF_HUB_OFFLINE=1 to skip the retries): "
             f"--ssl_source=/path/to/{source.split('/')[-1]} for a recipe, --ssl-source "
             f"/path/to/{source.split('/')[-1]} for sslse-enhance, sslse-evaluate or sslse-analyze"
         ) from None

@@ -185,7 +185,7 @@ def test_no_usable_reference_is_one_error_and_json_is_strict(tmp_path, capsys):
         shutil.copy(os.path.join(source, "0015.wav"), folder / "0015.wav")
     assert evaluate_main(["score", "--enhanced", str(one), "--clean", str(one_ref), "--out", str(tmp_path / "s")]) == 0
     text = open(tmp_path / "s" / "summary.json").read()
-    assert "NaN" not in text and json.loads(text)["systems"]["system"]["pesq"]["ci95"] is None
+    assert "NaN" not in text and json.loads(text)["systems"]["one1"]["pesq"]["ci95"] is None  # named by its folder
 
 
 def test_enhance_mode_never_overwrites_the_references(tmp_path, capsys):

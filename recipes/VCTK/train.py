@@ -32,7 +32,7 @@ from speechbrain_sslse.errors import ConfigError
 from speechbrain_sslse.data import EpochCrops, separate_rank_streams, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.inference import folder_ssl_source
-from speechbrain_sslse.data_prep import PrepError, check_same_source, prepare_vctk
+from speechbrain_sslse.data_prep import PrepError, check_data_folders, check_same_source, prepare_vctk
 from speechbrain_sslse.mixing import DynamicMixDataset
 from speechbrain_sslse.ssl_loader import source_model_type
 
@@ -509,6 +509,8 @@ def main(argv: list[str]) -> SSLSEBrain:
     check_same_model(hparams["output_folder"], resolved)
     if not hparams["skip_prep"]:  # ... and train on the data it records
         check_same_source(hparams["output_folder"], hparams["data_folder"], hparams.get("test_pairs"))
+        if not os.path.isfile(hparams["train_annotation"]):  # to be prepared: no run folder for missing data
+            check_data_folders(hparams["data_folder"], hparams.get("test_pairs"))
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"])
