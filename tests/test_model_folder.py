@@ -387,10 +387,12 @@ def test_re_export_keeps_the_users_example_and_its_note(exported, tmp_path, offl
 
 def test_export_of_a_model_folder_into_a_new_folder_keeps_its_card(tmp_path, offline):
     """A shipped model folder exported into a new folder: its card's Training data and
-    Limitations come along, as they would on a re-export onto itself."""
+    Limitations come along, as they would on a re-export onto itself (its Results need their
+    --summary files, as the output says)."""
     source = os.path.join(ROOT, "pretrained", "sslse-log1p-sim")
     new = tmp_path / "copy"
-    _run([EXPORT, source, str(new)], cwd=tmp_path)
+    res = _run([EXPORT, source, str(new)], cwd=tmp_path)
+    assert "no --summary: the card's measured results" in res.stderr  # the Results are not, and it says so
     for title in ("Training data", "Limitations"):
         assert _section(new, title) == _section(Path(source), title), title
     assert "Not described at export" not in (new / "README.md").read_text()
