@@ -13,8 +13,9 @@ Speakers: LibriSpeech-style names (``<spk>-<chapter>-<utt>``) and LibriTTS-style
 (``<spk>_<chapter>_<para>_<sent>``) give the speaker; any other file belongs to the folder that
 holds it (one folder = one "speaker"; ``speaker_level="top"``: the first folder below the
 speech root, for ``speaker/session/`` layouts). Source folders may not overlap (a file listed
-under two speakers could land on both sides of a split). Active level: P.56-style (the level c for which the mean power of 10 ms
-frames above c - 15.9 dB equals c), a close, simpler stand-in for ITU-T P.56.
+under two speakers could land on both sides of a split). Active level: P.56-style (the level
+c for which the mean power of 10 ms frames above c - 15.9 dB equals c), a close, simpler
+stand-in for ITU-T P.56.
 
 Real noise matters more than more speech: ``train_noise_pairs`` (``--train_noise_pairs
 CLEAN:NOISY``) adds the noise of real paired recordings (noisy minus clean, e.g.
@@ -63,7 +64,6 @@ def speaker_of(path: str, root: str, level: str = "folder") -> str:
         return f"libri{m.group(1)}"
     below = os.path.relpath(os.path.dirname(path), root)
     return below.split(os.sep)[0] if level == "top" else below
-
 
 
 def split(items: list[str], test_fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -225,7 +225,8 @@ def simulate(
     by_speaker: dict[str, list[str]] = {}
     for root in speech_roots:
         for path in list_audio(root):
-            by_speaker.setdefault(f"{os.path.basename(os.path.normpath(root))}/{speaker_of(path, root, speaker_level)}", []).append(path)
+            speaker = f"{os.path.basename(os.path.normpath(root))}/{speaker_of(path, root, speaker_level)}"
+            by_speaker.setdefault(speaker, []).append(path)
     listed = [(root, p) for root in noise_roots for p in list_audio(root)]
     noises, labels = [p for _, p in listed], noise_labels(listed)
     if len(by_speaker) < 2 or len(noises) < 2:
