@@ -429,9 +429,9 @@ VALID_MODES = ("crop", "whole")
 
 def dataio_prep(hparams: dict) -> dict:
     """Train items: one random 1.28 s crop (tiled if shorter, random offset) with a shared
-    random gain (``EpochCrops``), or dynamic mixtures; valid items: one 1.28 s crop per utterance and epoch without gain
-    (``valid_mode: crop``, the authors' validation loss) or whole utterances
-    (``valid_mode: whole``); test items: whole utterances."""
+    random gain (``EpochCrops``), or dynamic mixtures; valid items: one 1.28 s crop per
+    utterance and epoch without gain (``valid_mode: crop``, the authors' validation loss) or
+    whole utterances (``valid_mode: whole``); test items: whole utterances."""
     crop = hparams["crop_samples"]
     low, high = hparams["gain_range"]
     valid_mode = hparams.get("valid_mode", "whole")
