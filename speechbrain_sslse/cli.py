@@ -86,6 +86,13 @@ def _quiet_third_parties(quiet: bool) -> None:
         warnings.filterwarnings("default", category=DataWarning)
 
 
+def default_system_name(enhanced: str) -> str:
+    """A score row's name without --name: its folder's name ("system" where that would be
+    empty or the Noisy row's reserved name)."""
+    name = os.path.basename(os.path.abspath(enhanced))
+    return "system" if not name or name.strip().lower() == "noisy" else name
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -224,7 +231,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             from .metrics import DnsmosUnavailable
 
             try:
-                name = args.name or os.path.basename(os.path.normpath(args.enhanced)) or "system"
+                name = args.name or default_system_name(args.enhanced)
                 summary = evaluation.score_folders(args.enhanced, args.clean, args.out, name, args.noisy,
                                                    args.workers, dnsmos=args.dnsmos)
             except DnsmosUnavailable as err:  # names the extra to install

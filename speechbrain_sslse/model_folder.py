@@ -224,23 +224,31 @@ def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hpa
     enhancer = EnhanceSSL(modules={"enhancer": copied}, hparams={"enhancer": copied, **hparams}, run_opts={"device": "cpu"})
     enhanced = os.path.join(out_folder, EXAMPLE_ENHANCED)
     fresh = os.path.join(out_folder, ".new_" + EXAMPLE_ENHANCED)
-    enhancer.enhance_file(target, fresh)
-    # the same samples as the file there (a re-export), up to float rounding (1e-6; CPUs differ in
-    # the last bits): its bytes stay (libsndfile's float-WAV PEAK chunk carries a timestamp, so a
-    # rewrite would change a shipped file for nothing)
-    if os.path.isfile(enhanced) and _same_samples(fresh, enhanced):
-        os.remove(fresh)
-    else:
-        os.replace(fresh, enhanced)
+    try:
+        enhancer.enhance_file(target, fresh)
+        # the same samples as the file there (a re-export), up to float rounding (1e-6; CPUs differ
+        # in the last bits): its bytes stay (libsndfile's float-WAV PEAK chunk carries a timestamp,
+        # so a rewrite would change a shipped file for nothing)
+        if not _same_samples(fresh, enhanced):
+            os.replace(fresh, enhanced)
+    finally:
+        if os.path.exists(fresh):
+            os.remove(fresh)
     return enhanced
 
 
-def _same_samples(a: str, b: str) -> bool:
+def _same_samples(new: str, old: str) -> bool:
+    """Whether ``old`` holds ``new``'s float samples (False when it is missing or unreadable)."""
     import numpy as np
     import soundfile as sf
 
-    (x, rate_x), (y, rate_y) = sf.read(a, dtype="float32"), sf.read(b, dtype="float32")
-    return rate_x == rate_y and x.shape == y.shape and bool(np.allclose(x, y, rtol=0, atol=1e-6))
+    try:
+        (x, rate_x), info = sf.read(new, dtype="float32"), sf.info(old)
+        y, rate_y = sf.read(old, dtype="float32")
+    except (RuntimeError, OSError):  # (soundfile's errors are RuntimeErrors)
+        return False
+    return (info.subtype == "FLOAT" and rate_x == rate_y and x.shape == y.shape
+            and bool(np.allclose(x, y, rtol=0, atol=1e-6)))
 
 
 def export_target(out_folder: str, model: torch.nn.Module) -> str:

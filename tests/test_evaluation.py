@@ -256,3 +256,12 @@ def test_floored_estimates_are_said_with_their_reasons(tmp_path, capsys):
                           "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "mine: 5 of 5 utterance(s) at a floor:" in out and "2 channels, metrics need mono (2)" in out, out
+
+
+def test_a_score_row_is_named_by_its_folder(tmp_path, monkeypatch):
+    from speechbrain_sslse.cli import default_system_name
+
+    assert default_system_name("out/my_system/") == "my_system"
+    monkeypatch.chdir(tmp_path)
+    assert default_system_name(".") == tmp_path.name
+    assert default_system_name("data/noisy") == "system"  # the Noisy row's name is reserved

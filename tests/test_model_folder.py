@@ -212,6 +212,9 @@ def test_re_export_keeps_unchanged_weights_byte_identical(tmp_path):
     assert ckpt.read_bytes() == before and ckpt.stat().st_mtime_ns == mtime
     assert enhanced.read_bytes() == output and sorted(os.listdir(tmp_path / "m")) == sorted([*FILES,
         "example.wav", "example_enhanced.wav"])
+    enhanced.write_bytes(b"not audio")  # unreadable: written anew, no temporary file left
+    save_model_folder(model, str(tmp_path / "m"), example=clip)
+    assert enhanced.read_bytes() != b"not audio" and not any(n.startswith(".") for n in os.listdir(tmp_path / "m"))
     with torch.no_grad():
         model.masker.out.bias.add_(1.0)
     with pytest.raises(ConfigError, match="holds another model"):  # never replaced by accident

@@ -428,9 +428,6 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
     training = training or kept_training or default_training(settings)
     limitations = (limitations or carried_limitations(kept.get("Limitations", ""), enhancer, bool(loaded))
                    or default_limitations(enhancer, bool(loaded)))
-    if not loaded and kept.get("Results", "").startswith("Measured"):  # said, so no one loses them unaware
-        print(f"note: no --summary: the card's measured results ({carried}/README.md) are not carried over; "
-              "give their --summary files again to keep them", file=sys.stderr)
     if example is None:
         example, note = kept_example(carried, kept)
         example_note = example_note or note
@@ -447,6 +444,9 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
                       ssl_source=hub_ssl if isinstance(hub_ssl, str) else None, chunk_seconds=chunk,
                       overlap_seconds=overlap, batch_size=int(getattr(interface.hparams, "batch_size", 4)),
                       replace=replace)
+    if not loaded and kept.get("Results", "").startswith("Measured"):  # said, so no one loses them unaware
+        print(f"note: no --summary: the card's measured results ({carried}/README.md) are not carried over; "
+              "give their --summary files again to keep them", file=sys.stderr)
     for f in stale:  # (save_model_folder has removed a replaced model's already)
         if os.path.isfile(os.path.join(out_folder, f)):
             os.remove(os.path.join(out_folder, f))
