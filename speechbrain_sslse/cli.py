@@ -89,8 +89,10 @@ def _quiet_third_parties(quiet: bool) -> None:
 def default_system_name(enhanced: str) -> str:
     """A score row's name without --name: its folder's name ("system" where that would be
     empty or the Noisy row's reserved name)."""
+    from .evaluation import NOISY
+
     name = os.path.basename(os.path.abspath(enhanced))
-    return "system" if not name or name.strip().lower() == "noisy" else name
+    return "system" if not name or name.strip().lower() == NOISY.lower() else name
 
 
 def _fail(message: str) -> int:

@@ -200,8 +200,9 @@ def save_checkpoint(model: torch.nn.Module, path: str) -> bool:
 def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hparams) -> str:
     """Copies ``example`` into the folder as ``example.wav`` (a WAV's bytes unchanged; any
     other format, e.g. FLAC or MP3, decoded and written as WAV, so the name tells the truth)
-    and writes its enhanced version through ``EnhanceSSL.enhance_file`` on CPU, on a copy of
-    ``model`` (the caller's model keeps its device, train mode and gradients)."""
+    and enhances it through ``EnhanceSSL.enhance_file`` on CPU, on a copy of ``model`` (the
+    caller's model keeps its device, train mode and gradients), written with ``write_audio``
+    as ``sslse-enhance`` writes its outputs."""
     import copy
 
     import soundfile as sf
@@ -223,32 +224,28 @@ def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hpa
     copied = copy.deepcopy(model).cpu()
     enhancer = EnhanceSSL(modules={"enhancer": copied}, hparams={"enhancer": copied, **hparams}, run_opts={"device": "cpu"})
     enhanced = os.path.join(out_folder, EXAMPLE_ENHANCED)
-    fresh = os.path.join(out_folder, ".new_" + EXAMPLE_ENHANCED)
-    try:
-        enhancer.enhance_file(target, fresh)
-        # the same samples as the file there (a re-export), up to float rounding (1e-6; CPUs differ
-        # in the last bits): its bytes stay (libsndfile's float-WAV PEAK chunk carries a timestamp,
-        # so a rewrite would change a shipped file for nothing)
-        if not _same_samples(fresh, enhanced):
-            os.replace(fresh, enhanced)
-    finally:
-        if os.path.exists(fresh):
-            os.remove(fresh)
+    out, rate = enhancer.enhance_file(target), sf.info(target).samplerate  # at the clip's own rate
+    # the file there already holds these samples (a re-export), up to float rounding (1e-6; CPUs
+    # differ in the last bits): its bytes stay (libsndfile's float-WAV PEAK chunk carries a
+    # timestamp, so a rewrite would change a shipped file for nothing)
+    if not _holds_samples(enhanced, out, rate):
+        write_audio(enhanced, out, rate)
     return enhanced
 
 
-def _same_samples(new: str, old: str) -> bool:
-    """Whether ``old`` holds ``new``'s float samples (False when it is missing or unreadable)."""
+def _holds_samples(path: str, wav: torch.Tensor, rate: int) -> bool:
+    """Whether ``path`` is a float WAV of ``wav`` at ``rate`` (False when missing or unreadable)."""
     import numpy as np
     import soundfile as sf
 
     try:
-        (x, rate_x), info = sf.read(new, dtype="float32"), sf.info(old)
-        y, rate_y = sf.read(old, dtype="float32")
+        info, (old, old_rate) = sf.info(path), sf.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, OSError):  # (soundfile's errors are RuntimeErrors)
         return False
-    return (info.subtype == "FLOAT" and rate_x == rate_y and x.shape == y.shape
-            and bool(np.allclose(x, y, rtol=0, atol=1e-6)))
+    new = wav.detach().cpu().numpy()
+    new = new[:, None] if new.ndim == 1 else new.T  # (samples, channels), as soundfile reads
+    return (info.subtype == "FLOAT" and old_rate == rate and old.shape == new.shape
+            and bool(np.allclose(old, new, rtol=0, atol=1e-6)))
 
 
 def export_target(out_folder: str, model: torch.nn.Module) -> str:
