@@ -48,7 +48,7 @@ from .progress import progress_bar
 logger = logging.getLogger(__name__)
 
 COPIES = "wav16k"  # <save_folder>/wav16k/: the 16 kHz copies
-WRITTEN = (COPIES, "save", "enhanced_wavs")  # what the recipe writes into its output (= save) folder
+RECIPE_WRITES = ("save", "enhanced_wavs")  # the recipe's checkpoint and enhanced folders, by default
 
 SUBSETS = {
     "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
@@ -77,13 +77,13 @@ def _check_pairs(folders: tuple[str, str], spec: str) -> None:
         raise PrepError(f"{spec}: expected CLEAN_DIR:NOISY_DIR, but {missing[0]!r} is not a folder")
 
 
-def _audio(folder: str, extensions: tuple[str, ...] | None, save_folder: str) -> dict[str, str]:
+def _audio(folder: str, extensions: tuple[str, ...] | None, save_folder: str, written: list[str]) -> dict[str, str]:
     """uid -> file: the path below ``folder`` without extension, "/" read as "_". What the
-    recipe writes (``save_folder``: copies, enhanced outputs) is never read as data; when the
-    data lies inside ``save_folder``, only the copies are left out, not the data's subfolders."""
+    recipe writes (``written``: copies, checkpoints, enhanced outputs) is never read as data;
+    nor is the rest of ``save_folder``, unless the data lies inside it."""
     if not os.path.isdir(folder):
         raise PrepError(f"missing folder {folder}")
-    exclude = [os.path.join(save_folder, d) for d in WRITTEN] if same_or_inside(folder, save_folder) else [save_folder]
+    exclude = written if same_or_inside(folder, save_folder) else [*written, save_folder]
     files = list_audio(folder, exclude=exclude, **({"extensions": extensions} if extensions else {}))
     names: dict[str, str] = {}
     for path in files:
@@ -118,13 +118,14 @@ def _to_16k(path: str, out_folder: str, uid: str) -> tuple[str, int]:
     return os.path.abspath(target), sf.info(target).frames
 
 
-def _pairs(data_folder: str, save_folder: str, subset: str, folders: tuple[str, str] | None = None) -> dict[str, dict]:
+def _pairs(data_folder: str, save_folder: str, written: list[str], subset: str,
+           folders: tuple[str, str] | None = None) -> dict[str, dict]:
     """The pairs of ``subset``: the VoiceBank-DEMAND folders of ``data_folder`` (.wav), or
     the given (clean, noisy) folders (any audio format)."""
     official = folders is None
     clean_dir, noisy_dir = (os.path.join(data_folder, d) for d in SUBSETS[subset]) if official else folders
     extensions = (".wav",) if official else None
-    clean, noisy = _audio(clean_dir, extensions, save_folder), _audio(noisy_dir, extensions, save_folder)
+    clean, noisy = (_audio(d, extensions, save_folder, written) for d in (clean_dir, noisy_dir))
     if set(clean) != set(noisy):
         only_c, only_n = sorted(set(clean) - set(noisy)), sorted(set(noisy) - set(clean))
         raise PrepError(
@@ -252,10 +253,13 @@ def prepare_vctk(
     seed: int = 999,
     skip_prep: bool = False,
     test_pairs: str | None = None,
+    written: list[str] | None = None,
 ) -> dict[str, str]:
     """Writes train.json / valid.json / test.json into save_folder; returns their paths.
     ``data_folder``: a VoiceBank-DEMAND folder or ``CLEAN_DIR:NOISY_DIR`` training pairs;
-    ``test_pairs``: ``CLEAN_DIR:NOISY_DIR`` test pairs (see the module docstring).
+    ``test_pairs``: ``CLEAN_DIR:NOISY_DIR`` test pairs (see the module docstring);
+    ``written``: the folders the caller writes into (checkpoints, enhanced files), never read
+    as data (default: ``save/`` and ``enhanced_wavs/`` of save_folder, the recipe's defaults).
     Raises ``PrepError`` (one line) for a folder that cannot become manifests."""
     paths = {s: os.path.join(save_folder, f"{s}.json") for s in ("train", "valid", "test")}
     record = os.path.join(save_folder, "prep.json")
@@ -285,19 +289,21 @@ def prepare_vctk(
         raise PrepError("valid_split 'folder' needs a VoiceBank-DEMAND-style data folder; with CLEAN_DIR:NOISY_DIR "
                         "pairs choose authors, random or speakers")
     os.makedirs(save_folder, exist_ok=True)
+    written = [os.path.join(save_folder, COPIES),
+               *(written if written is not None else (os.path.join(save_folder, d) for d in RECIPE_WRITES))]
     if valid_split == "folder":
-        train, valid = _pairs(data_folder, save_folder, "train"), _pairs(data_folder, save_folder, "valid")
+        train, valid = _pairs(data_folder, save_folder, written, "train"), _pairs(data_folder, save_folder, written, "valid")
     else:
-        train, valid = split_valid(_pairs(data_folder, save_folder, "train", own), valid_split, valid_ratio, seed,
+        train, valid = split_valid(_pairs(data_folder, save_folder, written, "train", own), valid_split, valid_ratio, seed,
                                    simulated_sources(data_folder) if own is None else None)
     if test_folders is not None:
-        test = _pairs(data_folder, save_folder, "test", test_folders)
+        test = _pairs(data_folder, save_folder, written, "test", test_folders)
     elif own is not None:
         logger.warning("no test_pairs given: the test manifest repeats the %d validation pairs, so the scores "
                        "at the end of training are validation scores", len(valid))
         test = valid
     else:
-        test = _pairs(data_folder, save_folder, "test")
+        test = _pairs(data_folder, save_folder, written, "test")
     sets = {"train": train, "valid": valid, "test": test}
     for name, entries in sets.items():
         write_text_atomic(paths[name], json.dumps(entries, indent=2))

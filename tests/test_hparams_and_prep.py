@@ -186,6 +186,23 @@ def test_a_save_folder_that_holds_the_data_still_reads_its_subfolders(tmp_path):
     assert n == len(glob.glob(os.path.join(MINI_SET, "clean_trainset_28spk_wav", "*.wav")))
 
 
+def test_folders_the_recipe_writes_are_never_read_as_data_wherever_they_are(tmp_path):
+    """An enhanced folder moved (enhanced_folder=...) into the data's clean folder, itself
+    inside the save folder, is left out of the listing: its files are outputs, not pairs."""
+    data = tmp_path / "mine"
+    for side, sub in (("clean", "clean_trainset_28spk_wav"), ("noisy", "noisy_trainset_28spk_wav")):
+        shutil.copytree(os.path.join(MINI_SET, sub), data / side)
+    enhanced = data / "clean" / "enhanced"
+    enhanced.mkdir()
+    shutil.copy(sorted(glob.glob(str(data / "clean" / "*.wav")))[0], enhanced / "p287_001.wav")
+    spec = f"{data / 'clean'}:{data / 'noisy'}"
+    paths = prepare_vctk(spec, str(tmp_path), valid_split="random", written=[str(enhanced)])
+    n = sum(len(json.load(open(paths[name]))) for name in ("train", "valid"))
+    assert n == len(glob.glob(os.path.join(MINI_SET, "clean_trainset_28spk_wav", "*.wav")))
+    with pytest.raises(PrepError, match="do not pair up"):  # what the folder is when not named
+        prepare_vctk(spec, str(tmp_path / "again"), valid_split="random")
+
+
 def test_placeholder_in_a_child_file_must_be_given():
     path = os.path.join(ROOT, "hparams", "sim_log1p_demand.yaml")
     with pytest.raises(ConfigError, match="init_from"):

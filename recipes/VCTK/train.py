@@ -525,6 +525,7 @@ def main(argv: list[str]) -> SSLSEBrain:
             "seed": hparams["seed"],
             "skip_prep": hparams["skip_prep"],
             "test_pairs": hparams.get("test_pairs"),
+            "written": [hparams["save_folder"], hparams["enhanced_folder"]],  # wherever they were moved
         },
     )
     run_on_main(check_checkpoints, args=[hparams["checkpointer"]])
