@@ -165,3 +165,25 @@ def test_last_layer_output_is_the_encoder_output(tiny_folders):
     assert enc.layer_sum is None
     with torch.no_grad():
         torch.testing.assert_close(feats, ref(x).last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+
+@pytest.mark.parametrize("model_type", SSL_TYPES)
+def test_large_shape_last_state_is_the_layer_output_before_the_final_layernorm(model_type):
+    """Large (stable-layer-norm) encoders: the weighted sum's last state is the last layer's
+    output before the encoder's final LayerNorm, as in the authors' unilm / fairseq
+    ``layer_results`` (docs/fidelity.md, item 9); the LL output is after it. The tiny models
+    of test_hidden_states_match_transformers are Base-shaped, where the two coincide."""
+    enc = SSLEncoder(config=tiny_config(model_type, do_stable_layer_norm=True, feat_extract_norm="layer"),
+                     mode="frozen", layers="all")
+    x = torch.randn(2, 12000)
+    states, _, last = enc.hidden_states(x)
+    with torch.no_grad():
+        hf = enc.model(x, output_hidden_states=True)
+        normed = enc.model.encoder.layer_norm(states[-1])
+    assert len(states) == len(hf.hidden_states)
+    for a, b in zip(states, hf.hidden_states):  # transformers 5 records the layers' outputs too
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(last, hf.last_hidden_state, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(normed, last, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(states[-1], last, atol=1e-3)
