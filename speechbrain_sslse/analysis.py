@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .audio import read_mono_16k
-from .checkpoints import write_text_atomic
+from .output_plan import write_text_atomic
 from .inference import load_model, model_label
 from .lobes import SSLEncoder
 from .metrics import LENGTH_TOLERANCE

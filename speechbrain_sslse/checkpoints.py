@@ -112,17 +112,6 @@ def _fsync(path: pathlib.Path) -> None:
         os.close(fd)
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` through a fsynced temporary file and a rename, so a crash
-    leaves either the old file or the new one (hyperparams, manifests, model folders)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _meta_problem(ckpt_dir: pathlib.Path) -> str | None:
     """Why a checkpoint's CKPT.yaml cannot be used (empty, garbage, not a mapping)."""
     try:

@@ -41,7 +41,7 @@ import random
 import soundfile as sf
 
 from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, same_or_inside, write_audio
-from .checkpoints import write_text_atomic
+from .output_plan import write_text_atomic
 from .data import AUTHORS_RANDOM_STATE, authors_split
 from .progress import progress_bar
 

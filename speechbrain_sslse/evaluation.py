@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import io
 import json
 import math
 import multiprocessing as mp
@@ -29,7 +30,7 @@ from scipy import stats
 
 from . import metrics
 from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample
-from .output_plan import check_jobs
+from .output_plan import check_jobs, write_text_atomic
 from .progress import progress_bar
 
 LABELS = {"pesq": "PESQ", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL", "stoi": "STOI", "ssnr": "SSNR",
@@ -309,18 +310,18 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     for name, rows in results.items():
         own = common_columns({name: rows}) or cols  # a system may have more (SI-SDR, DNSMOS)
         pair = [PAIR] if any(r.get(PAIR) for r in rows) else []
-        with open(os.path.join(out_dir, f"scores_{_slug(name)}.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", *own, "floored", "error", *pair], extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(sorted(rows, key=lambda r: r["id"]))
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=["id", *own, "floored", "error", *pair], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: r["id"]))
+        write_text_atomic(os.path.join(out_dir, f"scores_{_slug(name)}.csv"), table.getvalue())
         systems[name] = summarize(rows, own)
     floors = {m: ALL_FLOORS[m] for m in ALL_FLOORS if any(m in s for s in systems.values())}
     summary = {"metrics": list(cols), "systems": systems, "floors": floors,
                "dropped_references": bad_refs, **(meta or {})}
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(_finite_or_null(summary), f, indent=1)  # strict JSON: no NaN tokens
-    with open(os.path.join(out_dir, "summary.md"), "w") as f:
-        f.write(markdown_table(systems) + "\n")
+    # strict JSON: no NaN tokens
+    write_text_atomic(os.path.join(out_dir, "summary.json"), json.dumps(_finite_or_null(summary), indent=1))
+    write_text_atomic(os.path.join(out_dir, "summary.md"), markdown_table(systems) + "\n")
     for uid, reason in sorted(bad_refs.items()):
         print(f"not scored for any system {uid}: {reason}")
     for name, rows in results.items():

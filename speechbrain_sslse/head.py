@@ -44,7 +44,7 @@ class BLSTMMasker(nn.Module):
 @contextmanager
 def _single_thread_when_inferring_on_cpu(x: torch.Tensor):
     """The LSTM recurrence is thousands of tiny matmuls; on CPU, waking OpenMP threads for
-    each one costs more than it saves (10 s, batch 1: 0.29 s with 2 threads, 0.06 s with 1;
+    each one costs more than it saves (10 s, batch 1: 0.29 s with 2 threads, 0.07 s with 1;
     benchmarks/inference.py). Inference only: training keeps every thread for backward."""
     if x.device.type != "cpu" or torch.is_grad_enabled() or torch.get_num_threads() == 1:
         yield

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 import yaml
 
-from .checkpoints import write_text_atomic
+from .output_plan import write_text_atomic
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -26,6 +26,34 @@ class PlanError(AudioError):
     """The run as asked would overwrite an input or lose an output; nothing was written."""
 
 
+def write_text_atomic(path: str, text: str, errors: str = "strict") -> None:
+    """Writes ``text`` to ``path`` through a fsynced temporary file beside it and a rename, so
+    a crash leaves either the old file or the new one (hyperparams, manifests, records, model
+    cards, README tables). The temporary file has a fresh name (no file of the user's is
+    replaced by it); the result keeps the mode the old file had, or the umask's default.
+    ``errors``: how characters UTF-8 cannot encode are written ("backslashreplace" for tables
+    meant to be read, where a file name that is not UTF-8 must not stop the write)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors=errors) as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def _real(path: str) -> str:
     return os.path.realpath(os.path.abspath(path))
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioError, list_audio, same_or_inside, write_audio
 from .data_prep import SUBSETS
+from .output_plan import write_text_atomic
 from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, mix, pair_noises
 from .progress import progress_bar
 
@@ -291,6 +292,5 @@ def simulate(
     summary["train_noise_pairs"] = [":".join(os.path.abspath(x) for x in spec.rsplit(":", 1)) for spec in train_noise_pairs]
     summary["stack"] = render_stack()
     summary["settings"] = settings
-    with open(os.path.join(out, "simulation.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    write_text_atomic(os.path.join(out, "simulation.json"), json.dumps(summary, indent=1))
     return summary

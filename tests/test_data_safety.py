@@ -677,3 +677,26 @@ def test_clear_messages_for_a_wrong_device_a_file_as_out_and_a_numpy_batch(tmp_p
     assert "is a file; give a folder" in capsys.readouterr().err and (tmp_path / "o").read_text() == "mine"
     with pytest.raises(ValueError, match="torch.from_numpy"):
         load_model(MODEL).enhance_batch(np.zeros((1, 16000), dtype=np.float32))
+
+
+def test_text_records_are_replaced_whole_keep_their_mode_and_spare_neighbours(tmp_path, monkeypatch):
+    """write_text_atomic (manifests, summaries, README tables, simulation.json): a failed
+    write leaves the old file, a file named like a temporary one is never touched, and a
+    replaced file keeps its permissions."""
+    from speechbrain_sslse.output_plan import write_text_atomic
+
+    target, neighbour = tmp_path / "README.md", tmp_path / "README.md.tmp"
+    target.write_text("old")
+    os.chmod(target, 0o640)
+    neighbour.write_text("a user's file")
+    write_text_atomic(str(target), "new")
+    assert target.read_text() == "new" and stat.S_IMODE(os.stat(target).st_mode) == 0o640
+    assert neighbour.read_text() == "a user's file"
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_text_atomic(str(target), "newer")
+    assert target.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["README.md", "README.md.tmp"]

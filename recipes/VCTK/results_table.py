@@ -14,6 +14,7 @@ import os
 import sys
 
 from speechbrain_sslse.evaluation import markdown_table
+from speechbrain_sslse.output_plan import write_text_atomic
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -64,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     head, rest = readme.split(START)
     tail = rest.split(END)[1]
-    with open(readme_path, "w", encoding="utf-8") as f:
-        f.write(f"{head}{START}\n{text}\n{END}{tail}")
+    write_text_atomic(readme_path, f"{head}{START}\n{text}\n{END}{tail}")
     return 0
 
 

@@ -27,8 +27,9 @@ from speechbrain_sslse import metrics
 from speechbrain_sslse.plots import plot_training_curves, plot_weight_history
 from speechbrain_sslse.audio import AudioError, write_audio
 from speechbrain_sslse.checkpoints import (AVERAGED, CheckpointError, average_last_epochs, best_checkpoint,
-                                          check_checkpoints, keep_best, write_text_atomic)
+                                          check_checkpoints, keep_best)
 from speechbrain_sslse.errors import ConfigError
+from speechbrain_sslse.output_plan import write_text_atomic
 from speechbrain_sslse.data import EpochCrops, separate_rank_streams, validation_crop_pair
 from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 from speechbrain_sslse.inference import folder_ssl_source
