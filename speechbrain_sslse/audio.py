@@ -176,11 +176,19 @@ def list_audio(
     skipped: list[tuple[str, str]] | None = None,
 ) -> list[str]:
     """Every audio file below ``root`` (recursive, sorted), by extension, leaving out the
-    ``exclude`` folders. Only regular files: a named pipe or socket would block a reader
+    ``exclude`` folders. Linked subfolders are searched like any other (a corpus whose
+    speaker folders are links to another disk is all found), except a link back to a folder
+    above it (a loop). Only regular files: a named pipe or socket would block a reader
     forever, so such entries go to ``skipped`` as (path, reason) when a list is given."""
     out = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not any(same_or_inside(os.path.join(folder, d), e) for e in exclude))
+    # the resolved folders from the root down to each folder: a link to one of them is a loop
+    chain = {root: {os.path.realpath(root)}}
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        above = chain.pop(folder, {os.path.realpath(folder)})
+        dirs[:] = sorted(d for d in dirs if not any(same_or_inside(os.path.join(folder, d), e) for e in exclude)
+                         and os.path.realpath(os.path.join(folder, d)) not in above)
+        for d in dirs:
+            chain[os.path.join(folder, d)] = above | {os.path.realpath(os.path.join(folder, d))}
         for name in sorted(files):
             path = os.path.join(folder, name)
             if not name.lower().endswith(extensions):

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from . import metrics
-from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample
+from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, same_or_inside
 from .output_plan import check_jobs, write_text_atomic
 from .progress import progress_bar
 
@@ -356,13 +356,16 @@ def read_manifest(path: str) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def audio_by_stem(folder: str) -> dict[str, str]:
+def audio_by_stem(folder: str, exclude: Iterable[str] = ()) -> dict[str, str]:
     """{path relative to ``folder`` without extension: file}; two files with one stem
-    (``x.wav``, ``x.flac``) are an error, since either could be the estimate."""
+    (``x.wav``, ``x.flac``) are an error, since either could be the estimate. An ``exclude``
+    folder below ``folder`` (the estimates, enhanced into ``noisy/enhanced``) is left out:
+    its files are no references or noisy inputs."""
     if not os.path.isdir(folder):
         raise ValueError(f"{folder}: no such folder")
+    hidden = [e for e in exclude if same_or_inside(e, folder) and os.path.realpath(e) != os.path.realpath(folder)]
     out: dict[str, str] = {}
-    for path in list_audio(folder):
+    for path in list_audio(folder, exclude=hidden):
         key = os.path.splitext(os.path.relpath(path, folder))[0]
         if key in out:
             raise ValueError(f"{out[key]} and {path} share the name {key!r}; keep one of them")
@@ -370,11 +373,14 @@ def audio_by_stem(folder: str) -> dict[str, str]:
     return out
 
 
-def match_folders(estimate_dir: str, clean_dir: str) -> tuple[list[tuple[str, str, str]], list[str], list[str]]:
+def match_folders(estimate_dir: str, clean_dir: str, exclude: Iterable[str] = ()
+                  ) -> tuple[list[tuple[str, str, str]], list[str], list[str]]:
     """Pairs estimates with references by relative path without extension (folders are
-    searched recursively); returns (jobs, names only in ``estimate_dir``, names only in
-    ``clean_dir``)."""
-    clean, est = audio_by_stem(clean_dir), audio_by_stem(estimate_dir)
+    searched recursively; an estimate folder inside the reference folder, or an ``exclude``
+    folder inside either, is not read as references); returns (jobs, names only in
+    ``estimate_dir``, names only in ``clean_dir``)."""
+    clean = audio_by_stem(clean_dir, [estimate_dir, *exclude])
+    est = audio_by_stem(estimate_dir, exclude)
     jobs = [(k, clean[k], est[k]) for k in sorted(set(clean) & set(est))]
     return jobs, sorted(set(est) - set(clean)), sorted(set(clean) - set(est))
 
@@ -464,7 +470,7 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
     else:
         estimates = audio_by_stem(estimate_dir)
         if noisy_dir:  # the noisy files are the utterances (as the references are above)
-            noisy = audio_by_stem(noisy_dir)
+            noisy = audio_by_stem(noisy_dir, [estimate_dir])  # not the estimates enhanced into noisy/enhanced
             missing = sorted(set(noisy) - set(estimates))
             extra = sorted(set(estimates) - set(noisy))
             if extra:
@@ -480,9 +486,10 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
     if noisy_dir:
         ids = {uid for uid, _, _ in jobs} | set(missing)
         if reference:
-            noisy_jobs = [job for job in match_folders(noisy_dir, clean_dir)[0] if job[0] in ids]
+            noisy_jobs = [job for job in match_folders(noisy_dir, clean_dir, [estimate_dir])[0] if job[0] in ids]
         else:
-            noisy_jobs = [(k, None, path) for k, path in sorted(audio_by_stem(noisy_dir).items()) if k in ids]
+            noisy_jobs = [(k, None, path) for k, path in sorted(audio_by_stem(noisy_dir, [estimate_dir]).items())
+                          if k in ids]
         no_noisy = sorted(ids - {uid for uid, _, _ in noisy_jobs})
         if no_noisy:
             raise ValueError(f"no noisy file in {noisy_dir} for {no_noisy[:5]}: the Noisy row would cover other utterances")

@@ -295,10 +295,13 @@ def plan_outputs(
     found, problems = expand_inputs(inputs, exclude=[out_dir])
     jobs, seen = [], set()
     for path, rel in found:
-        if _real(path) in seen:  # the same file named twice (a folder and a glob): once
+        dst = os.path.join(out_dir, os.path.splitext(rel)[0] + suffix)
+        # the same file named twice for one output (a folder and a glob): once; the same file
+        # under two names (a link beside its target) gets both outputs, none dropped unsaid
+        if (_real(path), _real(dst)) in seen:
             continue
-        seen.add(_real(path))
-        jobs.append((path, os.path.join(out_dir, os.path.splitext(rel)[0] + suffix)))
+        seen.add((_real(path), _real(dst)))
+        jobs.append((path, dst))
     top = os.path.normpath(os.path.abspath(out_dir))
     outside = [dst for _, dst in jobs  # by name, not by links: what the path says is where it goes
                if not os.path.normpath(os.path.abspath(dst)).startswith(top.rstrip(os.sep) + os.sep)]

@@ -1,0 +1,80 @@
+"""Linked folders and files as inputs, and estimates enhanced into the noisy or clean
+folder: every file is found, none is dropped or counted twice without a word."""
+import os
+
+import numpy as np
+import soundfile as sf
+from conftest import MINI_SET
+
+from speechbrain_sslse import evaluation
+from speechbrain_sslse.audio import list_audio
+from speechbrain_sslse.output_plan import plan_outputs
+
+NOISY = os.path.join(MINI_SET, "noisy_testset_wav")
+CLEAN = os.path.join(MINI_SET, "clean_testset_wav")
+SPEECH = sf.read(os.path.join(NOISY, "0015.wav"), dtype="float32")[0][:16000]
+
+
+def test_a_linked_speaker_folder_is_searched(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "disk2" / "spk2").mkdir(parents=True)
+    sf.write(tmp_path / "corpus" / "a.wav", SPEECH, 16000)
+    sf.write(tmp_path / "disk2" / "spk2" / "b.wav", SPEECH, 16000)
+    os.symlink(tmp_path / "disk2" / "spk2", tmp_path / "corpus" / "spk2")
+    jobs, skipped = plan_outputs([str(tmp_path / "corpus")], str(tmp_path / "out"))
+    assert sorted(os.path.relpath(d, tmp_path / "out") for _, d in jobs) == ["a.wav", os.path.join("spk2", "b.wav")]
+    assert skipped == []
+
+
+def test_a_link_loop_ends(tmp_path):
+    (tmp_path / "corpus" / "a").mkdir(parents=True)
+    sf.write(tmp_path / "corpus" / "a" / "x.wav", SPEECH, 16000)
+    os.symlink("..", tmp_path / "corpus" / "a" / "up")
+    os.symlink(tmp_path / "corpus", tmp_path / "corpus" / "a" / "again")
+    assert list_audio(str(tmp_path / "corpus")) == [str(tmp_path / "corpus" / "a" / "x.wav")]
+
+
+def test_a_linked_file_beside_its_target_gets_its_own_output(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    sf.write(d / "a.wav", SPEECH, 16000)
+    os.symlink("a.wav", d / "b.wav")  # one recording used under two names: two outputs
+    jobs, _ = plan_outputs([str(d)], str(tmp_path / "out"))
+    assert sorted(os.path.basename(dst) for _, dst in jobs) == ["a.wav", "b.wav"]
+    jobs, _ = plan_outputs([str(d), str(d / "*.wav")], str(tmp_path / "out"))  # named twice: once each
+    assert sorted(os.path.basename(dst) for _, dst in jobs) == ["a.wav", "b.wav"]
+
+
+def _copy(src, dst, names):
+    os.makedirs(dst, exist_ok=True)
+    for n in names:
+        data, rate = sf.read(os.path.join(src, n), dtype="float32")
+        sf.write(os.path.join(dst, n), data, rate)
+
+
+def test_estimates_inside_the_reference_folder_are_not_references(tmp_path):
+    names = ["0015.wav", "0016.wav"]
+    _copy(CLEAN, tmp_path / "clean", names)
+    _copy(NOISY, tmp_path / "clean" / "enhanced", names)  # sslse-enhance noisy -o clean/enhanced
+    s = evaluation.score_folders(str(tmp_path / "clean" / "enhanced"), str(tmp_path / "clean"),
+                                 str(tmp_path / "eval"), "mine", workers=1)
+    assert s["systems"]["mine"]["n"] == 2 and s["systems"]["mine"]["n_floored"] == 0
+
+
+def test_estimates_inside_the_noisy_folder_are_not_noisy_utterances(tmp_path, monkeypatch):
+    names = ["0015.wav", "0016.wav"]
+    _copy(NOISY, tmp_path / "noisy", names)
+    _copy(NOISY, tmp_path / "noisy" / "enhanced", names)  # sslse-enhance noisy -o noisy/enhanced
+    scored = {}
+
+    def fake_score_pairs(jobs, workers=2, desc="", dnsmos=False):
+        scored[desc] = [j[0] for j in jobs]
+        return [{"id": j[0], **{m: 3.0 for m in evaluation.metrics.DNSMOS_METRICS}, "floored": "", "error": ""}
+                for j in jobs]
+
+    monkeypatch.setattr(evaluation.metrics, "load_dnsmos", lambda: None)
+    monkeypatch.setattr(evaluation, "score_pairs", fake_score_pairs)
+    s = evaluation.score_folders(str(tmp_path / "noisy" / "enhanced"), None, str(tmp_path / "eval"), "mine",
+                                 noisy_dir=str(tmp_path / "noisy"), workers=1)
+    assert scored["scoring noisy"] == ["0015", "0016"]  # not the estimates scored as Noisy
+    assert s["systems"]["mine"]["n"] == 2 and s["systems"]["mine"]["n_floored"] == 0
