@@ -160,6 +160,22 @@ def check_render_target(out: str, sources: list[str], settings: dict) -> None:
                          "choose a new --out, or delete it first")
 
 
+def check_listed_once(paths: list[str], out: str) -> None:
+    """Refuses (``ValueError``) source files that are one file under two names (a linked
+    speaker folder or file beside its target, a speech folder linking into a noise folder):
+    one recording under two speakers, or as speech and noise, could land on both sides of a
+    split; and source files inside ``out`` (reached through a link): the render read back."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        if same_or_inside(real, out):
+            raise ValueError(f"{path} lies in --out {out} (through a link); render into a folder of its own")
+        if real in seen:
+            raise ValueError(f"{seen[real]} and {path} are one file (a link): it could land in training and "
+                             "test alike; give each recording once")
+        seen[real] = path
+
+
 def silent_files(paths) -> list[str]:
     """The files whose samples are all zero, read block by block (no resampling: silence is
     silent at any rate). Unreadable files are left to the reader that renders them."""
@@ -230,6 +246,7 @@ def simulate(
             by_speaker.setdefault(speaker, []).append(path)
     listed = [(root, p) for root in noise_roots for p in list_audio(root)]
     noises, labels = [p for _, p in listed], noise_labels(listed)
+    check_listed_once([p for files in by_speaker.values() for p in files] + noises, out)
     if len(by_speaker) < 2 or len(noises) < 2:
         raise ValueError("need at least two speakers and two noise files for disjoint splits")
     train_spk, test_spk = split(list(by_speaker), test_fraction, split_rng)

@@ -78,3 +78,20 @@ def test_estimates_inside_the_noisy_folder_are_not_noisy_utterances(tmp_path, mo
                                  noisy_dir=str(tmp_path / "noisy"), workers=1)
     assert scored["scoring noisy"] == ["0015", "0016"]  # not the estimates scored as Noisy
     assert s["systems"]["mine"]["n"] == 2 and s["systems"]["mine"]["n_floored"] == 0
+
+
+def test_a_recording_linked_under_two_speakers_is_refused_by_the_simulator(tmp_path):
+    import pytest
+    from conftest import speech_and_noise_folders
+
+    from speechbrain_sslse.simulation import simulate
+
+    speech, noise = speech_and_noise_folders(str(tmp_path / "src"), speakers=3, noises=3)
+    os.symlink(os.path.join(speech, "spk0"), os.path.join(speech, "spk9"))  # spk0's files as another speaker
+    with pytest.raises(ValueError, match="one file"):
+        simulate([speech], [noise], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    os.remove(os.path.join(speech, "spk9"))
+    os.symlink(os.path.join(noise, "noise0.wav"), os.path.join(speech, "spk1", "n.wav"))  # a noise as speech
+    with pytest.raises(ValueError, match="one file"):
+        simulate([speech], [noise], str(tmp_path / "out"))
