@@ -281,10 +281,30 @@ def _finite_or_null(value):
     return value
 
 
+def check_results_folder(out_dir: str) -> None:
+    """``ValueError`` (before any work) when ``out_dir`` is a file or holds a summary.json
+    that no evaluation wrote (an analysis's record, a file of the user's): the tables would
+    replace it."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"{out_dir}: is a file; give a folder for the tables")
+    record = os.path.join(out_dir, "summary.json")
+    if not os.path.exists(record):
+        return
+    try:
+        with open(record, encoding="utf-8") as f:
+            ours = isinstance(json.load(f).get("systems"), dict)
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ValueError(f"{record} was not written by an evaluation (no score tables); it would be "
+                         "overwritten: choose another --out")
+
+
 def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | None = None) -> dict:
     """Writes per-system CSVs, summary.json and summary.md; returns the summary. Every
     system covers the same utterances: one whose reference is unusable is dropped from all
     of them (and listed); any other mismatch is an error."""
+    check_results_folder(out_dir)
     bad_refs = {r["id"]: r["error"] for rows in results.values() for r in rows if r["error"].startswith("reference:")}
     results = {name: [r for r in rows if r["id"] not in bad_refs] for name, rows in results.items()}
     if bad_refs and not any(results.values()):
@@ -451,6 +471,7 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
     references. ``clean_dir`` ``None``: no reference, DNSMOS only (every audio file of the folder).
     ``dnsmos``: add the DNSMOS columns; default (``None``): only without references."""
     check_system_name(name)
+    check_results_folder(out_dir)
     reference = clean_dir is not None
     dnsmos = (not reference) if dnsmos is None else dnsmos
     if not reference and not dnsmos:
@@ -515,6 +536,7 @@ def evaluate_model(enhancer, items: list[tuple[str, str, str]], out_dir: str, na
     ``dnsmos``: add the DNSMOS columns; ``meta``: recorded in summary.json (which model, which
     manifest), so a table built from it can say what it measured."""
     check_system_name(name)
+    check_results_folder(out_dir)
     if dnsmos:
         metrics.load_dnsmos()  # before the enhancement, not after it
     enhanced_dir = os.path.join(out_dir, "enhanced")

@@ -95,3 +95,20 @@ def test_a_recording_linked_under_two_speakers_is_refused_by_the_simulator(tmp_p
     os.symlink(os.path.join(noise, "noise0.wav"), os.path.join(speech, "spk1", "n.wav"))  # a noise as speech
     with pytest.raises(ValueError, match="one file"):
         simulate([speech], [noise], str(tmp_path / "out"))
+
+
+def test_scores_never_replace_an_analysis_record(tmp_path):
+    import json
+
+    import pytest
+
+    names = ["0015.wav"]
+    _copy(CLEAN, tmp_path / "clean", names)
+    _copy(NOISY, tmp_path / "est", names)
+    out = tmp_path / "analysis"
+    out.mkdir()
+    record = json.dumps({"sources": {"wavlm": None}, "pairs": 2})
+    (out / "summary.json").write_text(record)
+    with pytest.raises(ValueError, match="not written by an evaluation"):
+        evaluation.score_folders(str(tmp_path / "est"), str(tmp_path / "clean"), str(out), "mine", workers=1)
+    assert (out / "summary.json").read_text() == record and os.listdir(out) == ["summary.json"]
