@@ -119,9 +119,10 @@ def _to_16k(path: str, out_folder: str, uid: str) -> tuple[str, int]:
 
 
 def _pairs(data_folder: str, save_folder: str, written: list[str], subset: str,
-           folders: tuple[str, str] | None = None) -> dict[str, dict]:
+           folders: tuple[str, str] | None = None, sources: dict[str, str] | None = None) -> dict[str, dict]:
     """The pairs of ``subset``: the VoiceBank-DEMAND folders of ``data_folder`` (.wav), or
-    the given (clean, noisy) folders (any audio format)."""
+    the given (clean, noisy) folders (any audio format). ``sources``: filled with {resolved
+    source file: "subset/id"} (what the manifests were made of, before any 16 kHz copy)."""
     official = folders is None
     clean_dir, noisy_dir = (os.path.join(data_folder, d) for d in SUBSETS[subset]) if official else folders
     extensions = (".wav",) if official else None
@@ -140,6 +141,9 @@ def _pairs(data_folder: str, save_folder: str, written: list[str], subset: str,
         n_path, n_len = _to_16k(noisy[uid], os.path.join(save_folder, COPIES, copies[1]), uid)
         if c_len != n_len:
             raise PrepError(f"{subset}/{uid}: clean has {c_len} samples, noisy {n_len}; pairs must be aligned")
+        if sources is not None:
+            for path in (clean[uid], noisy[uid]):
+                sources.setdefault(os.path.realpath(path), f"{subset}/{uid}")
         entries[uid] = {
             "clean_wav": c_path,
             "noisy_wav": n_path,
@@ -291,13 +295,21 @@ def prepare_vctk(
     os.makedirs(save_folder, exist_ok=True)
     written = [os.path.join(save_folder, COPIES),
                *(written if written is not None else (os.path.join(save_folder, d) for d in RECIPE_WRITES))]
+    trained: dict[str, str] = {}  # every training and validation source file
     if valid_split == "folder":
-        train, valid = _pairs(data_folder, save_folder, written, "train"), _pairs(data_folder, save_folder, written, "valid")
+        train = _pairs(data_folder, save_folder, written, "train", sources=trained)
+        valid = _pairs(data_folder, save_folder, written, "valid", sources=trained)
     else:
-        train, valid = split_valid(_pairs(data_folder, save_folder, written, "train", own), valid_split, valid_ratio, seed,
-                                   simulated_sources(data_folder) if own is None else None)
+        train, valid = split_valid(_pairs(data_folder, save_folder, written, "train", own, trained), valid_split,
+                                   valid_ratio, seed, simulated_sources(data_folder) if own is None else None)
     if test_folders is not None:
-        test = _pairs(data_folder, save_folder, written, "test", test_folders)
+        tested: dict[str, str] = {}
+        test = _pairs(data_folder, save_folder, written, "test", test_folders, tested)
+        shared = sorted(set(tested) & set(trained))
+        if shared:  # the test scores would be scores on training data
+            raise PrepError(f"{len(shared)} test file(s) are also training files (same file, or a link to it), e.g. "
+                            f"{tested[shared[0]]} is {trained[shared[0]]} ({shared[0]}): the test scores would be "
+                            "on training data; give test pairs apart from the training pairs")
     elif own is not None:
         logger.warning("no test_pairs given: the test manifest repeats the %d validation pairs, so the scores "
                        "at the end of training are validation scores", len(valid))
