@@ -23,6 +23,17 @@ class AudioError(ValueError):
     """A file cannot be used as audio; the message names the file and the reason."""
 
 
+def sf_path(path: str) -> str | bytes:
+    """``path`` as libsndfile can open it: soundfile encodes a ``str`` as strict UTF-8, so a
+    name that is not UTF-8 (Latin-1 bytes from an old archive, kept by Python as surrogate
+    escapes) goes as its bytes instead of failing as "not a readable audio file"."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
 def _looks_like_mp3(path: str) -> bool:
     """An ID3 tag or an MPEG frame sync at the start: anything else (text named .mp3) would
     only make libmpg123 print its own resync notes before failing."""
@@ -61,8 +72,8 @@ def _read_mp3(path: str) -> tuple[np.ndarray, int]:
     skipped frame in a file of full length) a ``DataWarning``. Without notes a shortfall is
     only the length estimate of a header-less VBR file and is accepted."""
     with _c_stderr_captured() as notes:
-        declared = sf.info(path).frames
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        declared = sf.info(sf_path(path)).frames
+        data, rate = sf.read(sf_path(path), dtype="float32", always_2d=True)
     if notes:
         shortfall = declared - data.shape[0]
         if shortfall > max(2 * 1152, declared // 100):  # two MPEG frames or 1 %
@@ -90,11 +101,12 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
         if path.lower().endswith(".mp3"):
             data, rate = _read_mp3(path)
         else:
-            data, rate = sf.read(path, dtype="float32", always_2d=True)
+            data, rate = sf.read(sf_path(path), dtype="float32", always_2d=True)
     except AudioError:
         raise
     except Exception as err:  # libsndfile's messages are short; keep the reason
-        reason = str(err).split("\n")[0].replace(f"Error opening {path!r}: ", "") or type(err).__name__
+        reason = (str(err).split("\n")[0].replace(f"Error opening {path!r}: ", "")
+                  .replace(f"Error opening {sf_path(path)!r}: ", "") or type(err).__name__)
         if "does not exist" in reason and os.path.isfile(path):  # libsndfile's words for a bad MP3 stream
             reason = "its content is not valid audio for its format"
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None
@@ -255,7 +267,7 @@ def write_audio(path: str, wav: torch.Tensor | np.ndarray, rate: int = SAMPLE_RA
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1] or ".wav", dir=folder)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-        sf.write(tmp, data, rate, format=container, subtype=subtype)
+        sf.write(sf_path(tmp), data, rate, format=container, subtype=subtype)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

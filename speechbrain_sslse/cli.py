@@ -106,6 +106,11 @@ def _interruptible(after: str):
     def wrap(main):
         @functools.wraps(main)
         def run(argv: list[str] | None = None) -> int:
+            for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed, not a crash
+                try:
+                    stream.reconfigure(errors="backslashreplace")
+                except (AttributeError, ValueError):
+                    pass
             try:
                 return main(argv)
             except KeyboardInterrupt:

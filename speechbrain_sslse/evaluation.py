@@ -334,14 +334,15 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
         writer = csv.DictWriter(table, fieldnames=["id", *own, "floored", "error", *pair], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: r["id"]))
-        write_text_atomic(os.path.join(out_dir, f"scores_{_slug(name)}.csv"), table.getvalue())
+        # (a file name that is not UTF-8 is written with its odd bytes as \x.. escapes, not a crash)
+        write_text_atomic(os.path.join(out_dir, f"scores_{_slug(name)}.csv"), table.getvalue(), "backslashreplace")
         systems[name] = summarize(rows, own)
     floors = {m: ALL_FLOORS[m] for m in ALL_FLOORS if any(m in s for s in systems.values())}
     summary = {"metrics": list(cols), "systems": systems, "floors": floors,
                "dropped_references": bad_refs, **(meta or {})}
     # strict JSON: no NaN tokens
     write_text_atomic(os.path.join(out_dir, "summary.json"), json.dumps(_finite_or_null(summary), indent=1))
-    write_text_atomic(os.path.join(out_dir, "summary.md"), markdown_table(systems) + "\n")
+    write_text_atomic(os.path.join(out_dir, "summary.md"), markdown_table(systems) + "\n", "backslashreplace")
     for uid, reason in sorted(bad_refs.items()):
         print(f"not scored for any system {uid}: {reason}")
     for name, rows in results.items():

@@ -112,3 +112,35 @@ def test_scores_never_replace_an_analysis_record(tmp_path):
     with pytest.raises(ValueError, match="not written by an evaluation"):
         evaluation.score_folders(str(tmp_path / "est"), str(tmp_path / "clean"), str(out), "mine", workers=1)
     assert (out / "summary.json").read_text() == record and os.listdir(out) == ["summary.json"]
+
+
+def test_test_pairs_that_are_the_training_pairs_are_refused(tmp_path):
+    import pytest
+
+    from speechbrain_sslse.data_prep import PrepError, prepare_vctk
+
+    train = f"{MINI_SET}/clean_trainset_28spk_wav:{MINI_SET}/noisy_trainset_28spk_wav"
+    with pytest.raises(PrepError, match="also training files"):
+        prepare_vctk(train, str(tmp_path / "a"), valid_split="random", test_pairs=train)
+    os.symlink(os.path.join(MINI_SET, "clean_trainset_28spk_wav"), tmp_path / "c")  # the same files, linked
+    os.symlink(os.path.join(MINI_SET, "noisy_trainset_28spk_wav"), tmp_path / "n")
+    with pytest.raises(PrepError, match="also training files"):
+        prepare_vctk(MINI_SET, str(tmp_path / "b"), test_pairs=f"{tmp_path / 'c'}:{tmp_path / 'n'}")
+    assert not (tmp_path / "b" / "test.json").exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_read_written_and_scored(tmp_path):
+    from speechbrain_sslse.audio import read_audio, write_audio
+
+    folder = os.path.join(os.fsencode(str(tmp_path)), b"caf\xe9")  # a Latin-1 name from an old archive
+    os.makedirs(folder)
+    name = os.fsdecode(os.path.join(folder, b"caf\xe9.wav"))
+    sf.write(os.fsencode(os.path.join(str(tmp_path), "x.wav")), SPEECH, 16000)
+    os.rename(os.path.join(str(tmp_path), "x.wav"), name)
+    wav, rate = read_audio(name)  # not "not a readable audio file"
+    assert rate == 16000 and wav.shape == (1, len(SPEECH))
+    out = os.fsdecode(os.path.join(folder, b"\xe9t\xe9.wav"))
+    write_audio(out, wav, rate)
+    assert np.allclose(read_audio(out)[0], wav)
+    evaluation.write_results(str(tmp_path / "eval"), {"mine": [evaluation.floored_row("caf\udce9", "no estimate")]})
+    assert "caf\\udce9" in (tmp_path / "eval" / "scores_mine.csv").read_text(encoding="utf-8")
