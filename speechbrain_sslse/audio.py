@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -175,6 +176,9 @@ def read_mono_16k(path: str, downmix: bool = False) -> torch.Tensor:
 
 
 NOT_REGULAR = "not a regular file (named pipe, socket or device); skipped"
+#: ``write_audio``'s temporary files (``mkstemp``: prefix, 8 random characters, extension).
+WRITE_TEMP = re.compile(r"^\.tmp-[A-Za-z0-9_]{8}\.[^.]+$")
+LEFT_BY_A_KILLED_WRITE = "the temporary file of a write that was killed (partial audio); skipped: delete it"
 
 
 def same_or_inside(path: str, folder: str) -> bool:
@@ -204,6 +208,10 @@ def list_audio(
         for name in sorted(files):
             path = os.path.join(folder, name)
             if not name.lower().endswith(extensions):
+                continue
+            if WRITE_TEMP.match(name):  # a write killed before its rename: partial, never an input
+                if skipped is not None:
+                    skipped.append((path, LEFT_BY_A_KILLED_WRITE))
                 continue
             if os.path.isfile(path):
                 out.append(path)
@@ -271,8 +279,10 @@ def write_audio(path: str, wav: torch.Tensor | np.ndarray, rate: int = SAMPLE_RA
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except Exception as err:  # full disk, permissions, codec errors: one line, file named
-        if tmp is not None and os.path.exists(tmp):
+    except BaseException as err:  # full disk, permissions, codec errors: one line, file named
+        if tmp is not None and os.path.exists(tmp):  # Ctrl-C too: no partial file is left behind
             os.remove(tmp)
+        if not isinstance(err, Exception):
+            raise
         reason = getattr(err, "strerror", None) or str(err).split("\n")[0] or type(err).__name__
         raise AudioError(f"{path}: cannot write ({reason})") from None

@@ -144,3 +144,26 @@ def test_a_file_name_that_is_not_utf8_is_read_written_and_scored(tmp_path):
     assert np.allclose(read_audio(out)[0], wav)
     evaluation.write_results(str(tmp_path / "eval"), {"mine": [evaluation.floored_row("caf\udce9", "no estimate")]})
     assert "caf\\udce9" in (tmp_path / "eval" / "scores_mine.csv").read_text(encoding="utf-8")
+
+
+def test_ctrl_c_during_a_write_leaves_no_partial_file_and_none_is_read_as_input(tmp_path, monkeypatch):
+    import pytest
+
+    from speechbrain_sslse import audio
+
+    real = sf.write
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audio.sf, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        audio.write_audio(str(tmp_path / "x.wav"), SPEECH, 16000)
+    assert os.listdir(tmp_path) == []  # the command says "each output is written whole or not at all"
+    monkeypatch.setattr(audio.sf, "write", real)
+    sf.write(tmp_path / ".tmp-ab3_x9qz.wav", SPEECH[:100], 16000)  # left by a kill -9
+    sf.write(tmp_path / "a.wav", SPEECH, 16000)
+    skipped = []
+    assert list_audio(str(tmp_path), skipped=skipped) == [str(tmp_path / "a.wav")]
+    assert skipped and "killed" in skipped[0][1]
