@@ -484,6 +484,10 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
         jobs, extra, missing = match_folders(estimate_dir, clean_dir)
         if not jobs:
             raise ValueError(f"no file names in common between {estimate_dir} and {clean_dir}")
+        itself = [est for _, clean, est in jobs if os.path.samefile(clean, est)]
+        if itself:  # --enhanced given the clean folder (or links to it): perfect scores, measuring nothing
+            raise ValueError(f"{len(itself)} estimate(s) are the clean reference itself (the same file), e.g. "
+                             f"{itself[0]}: --enhanced must hold the system's outputs, not the references")
         if extra:
             print(f"{len(extra)} estimate(s) without a reference in {clean_dir}, not scored: {_names(extra)}")
         if missing:

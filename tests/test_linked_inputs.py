@@ -167,3 +167,15 @@ def test_ctrl_c_during_a_write_leaves_no_partial_file_and_none_is_read_as_input(
     skipped = []
     assert list_audio(str(tmp_path), skipped=skipped) == [str(tmp_path / "a.wav")]
     assert skipped and "killed" in skipped[0][1]
+
+
+def test_the_references_scored_as_a_system_are_refused(tmp_path):
+    import pytest
+
+    _copy(CLEAN, tmp_path / "clean", ["0015.wav"])
+    os.symlink(tmp_path / "clean", tmp_path / "enhanced")  # a link, or --enhanced clean/ by mistake
+    for est in ("clean", "enhanced"):
+        with pytest.raises(ValueError, match="reference itself"):
+            evaluation.score_folders(str(tmp_path / est), str(tmp_path / "clean"), str(tmp_path / "eval"), "x",
+                                     workers=1)
+    assert not (tmp_path / "eval").exists()
