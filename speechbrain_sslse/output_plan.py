@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import tempfile
+import unicodedata
 from typing import Iterable, Sequence
 
 from .audio import AUDIO_EXTENSIONS, NOT_REGULAR, AudioError, list_audio, same_or_inside
@@ -168,8 +169,20 @@ def check_jobs(jobs: Sequence[tuple[str, str]], protected: Sequence[str] = ()) -
     for src in [s for s, _ in jobs] + list(protected):
         inputs.setdefault(_real(src), src)
     seen: dict[str, str] = {}
+    folded: dict[str, tuple[str, str]] = {}  # on a disk blind to case: one name for A.wav and a.wav
+    blind: dict[str, bool] = {}
     for src, dst in jobs:
         real = _real(dst)
+        parent = os.path.dirname(real)
+        if parent not in blind:
+            blind[parent] = case_blind(parent)
+        if blind[parent]:
+            key = unicodedata.normalize("NFC", real).casefold()
+            other_src, other_dst = folded.setdefault(key, (src, dst))
+            if _real(other_dst) != real and _real(other_src) != _real(src):
+                raise PlanError(f"inputs {other_src} and {src} would be written to {other_dst} and {dst}, one file "
+                                "on this disk (it does not tell upper from lower case); rename one or enhance "
+                                "them into different output folders")
         if real in inputs:
             raise PlanError(f"output {dst} would overwrite the input {inputs[real]}; "
                             "choose another output file or folder")
@@ -182,6 +195,29 @@ def check_jobs(jobs: Sequence[tuple[str, str]], protected: Sequence[str] = ()) -
             raise PlanError(f"inputs {seen[real]} and {src} would both be written to {dst}; "
                             "rename one or enhance them into different output folders")
         seen[real] = src
+
+
+def case_blind(folder: str) -> bool:
+    """Whether the disk of ``folder`` (or of its nearest existing parent) takes names that
+    differ only in case (or Unicode normalisation) for one file, as macOS and Windows disks
+    and USB sticks do: found by looking up an entry there with its case swapped, nothing
+    written."""
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:  # entries of the folder itself first: the folder's own name lives on its parent's disk
+        candidates = [os.path.join(folder, n) for n in sorted(os.listdir(folder))[:50]] + [folder]
+    except OSError:
+        candidates = [folder]
+    for path in candidates:
+        name = os.path.basename(path)
+        if name and name.swapcase() != name:
+            other = os.path.join(os.path.dirname(path), name.swapcase())
+            try:
+                return os.path.exists(other) and os.path.samefile(path, other)
+            except OSError:
+                return False
+    return False
 
 
 def check_output_folder(path: str) -> None:

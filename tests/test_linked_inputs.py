@@ -179,3 +179,18 @@ def test_the_references_scored_as_a_system_are_refused(tmp_path):
             evaluation.score_folders(str(tmp_path / est), str(tmp_path / "clean"), str(tmp_path / "eval"), "x",
                                      workers=1)
     assert not (tmp_path / "eval").exists()
+
+
+def test_names_differing_in_case_are_refused_on_a_disk_blind_to_case(tmp_path, monkeypatch):
+    import pytest
+
+    from speechbrain_sslse import output_plan
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("Take1.wav", "take1.wav"):
+        sf.write(d / name, SPEECH, 16000)
+    assert len(plan_outputs([str(d)], str(tmp_path / "out"))[0]) == 2  # this disk tells them apart
+    monkeypatch.setattr(output_plan, "case_blind", lambda folder: True)  # a macOS / Windows disk
+    with pytest.raises(output_plan.PlanError, match="upper from lower case"):
+        plan_outputs([str(d)], str(tmp_path / "out"))
