@@ -290,6 +290,10 @@ def save_model_folder(model: torch.nn.Module, out_folder: str, card: str | None 
         raise ConfigError(f"{out_folder} holds another model (its enhancer.ckpt differs); "
                           "replace it explicitly (export.py --replace) or choose another folder")
     yaml_text = inference_yaml(model, chunk_seconds, overlap_seconds, batch_size, ssl_source)
+    if example is not None:  # a broken clip is one AudioError before the folder changes, not half a folder
+        from .audio import read_audio
+
+        read_audio(example)
     os.makedirs(out_folder, exist_ok=True)
     save_checkpoint(model, os.path.join(out_folder, "enhancer.ckpt"))
     write_text_atomic(os.path.join(out_folder, "hyperparams.yaml"), yaml_text)

@@ -194,3 +194,26 @@ def test_names_differing_in_case_are_refused_on_a_disk_blind_to_case(tmp_path, m
     monkeypatch.setattr(output_plan, "case_blind", lambda folder: True)  # a macOS / Windows disk
     with pytest.raises(output_plan.PlanError, match="upper from lower case"):
         plan_outputs([str(d)], str(tmp_path / "out"))
+
+
+def test_a_broken_example_is_one_error_before_the_model_folder_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    import pytest
+    from conftest import ROOT
+
+    from speechbrain_sslse import EnhancementModel
+    from speechbrain_sslse.audio import AudioError
+    from speechbrain_sslse.model_folder import save_model_folder
+
+    (tmp_path / "bad.wav").write_text("not audio")
+    model = EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1)
+    with pytest.raises(AudioError):
+        save_model_folder(model, str(tmp_path / "m"), example=str(tmp_path / "bad.wav"))
+    assert not (tmp_path / "m").exists()  # no half folder (weights, no card, no example)
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "recipes", "VCTK", "export.py"),
+                           os.path.join(ROOT, "pretrained", "sslse-log1p-dm"), str(tmp_path / "e"),
+                           "--example", str(tmp_path / "bad.wav")], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "bad.wav" in done.stderr
+    assert not (tmp_path / "e").exists()

@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                      hub_id=args.hub_id, code_url=args.code_url, example=args.example,
                      example_note=args.example_note, license=args.license, replace=args.replace,
                      ssl_hub_id=args.ssl_hub_id)
-    except (ConfigError, OSError) as err:
+    except (ConfigError, OSError, ValueError) as err:  # (an unreadable --example is an AudioError, a ValueError)
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"exported -> {out}")
