@@ -115,6 +115,9 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
     if cut:
         raise AudioError(f"{path}: truncated (its WAV header declares {cut[0]} bytes of audio, "
                          f"the file holds {cut[1]}); re-copy or repair it")
+    cut = ogg_truncation(path)
+    if cut:
+        raise AudioError(f"{path}: truncated (its last Ogg page is cut off: {cut}); re-copy or repair it")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
     if not np.isfinite(data).all():
@@ -144,6 +147,41 @@ def wav_truncation(path: str) -> tuple[int, int] | None:
                 f.seek(length + (length & 1), os.SEEK_CUR)
     except OSError:
         return None
+
+
+#: The largest Ogg page: a 27-byte header, 255 lacing values and 255 segments of 255 bytes.
+OGG_MAX_PAGE = 27 + 255 + 255 * 255
+
+
+def ogg_truncation(path: str) -> str | None:
+    """What is missing at the end of an Ogg file (Vorbis, Opus, FLAC in Ogg) cut short, else
+    None. Ogg keeps no total length in its header, so libsndfile reads such a file without
+    complaint up to its last whole page (a 5 s clip cut in half reads as 1.7 s): its last
+    page, found by its ``OggS`` capture pattern, must end exactly at the end of the file."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"OggS":
+                return None
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - OGG_MAX_PAGE))
+            tail = f.read()
+    except OSError:
+        return None
+    start = max(0, size - OGG_MAX_PAGE)
+    at = tail.rfind(b"OggS")
+    while at >= 0:  # the last capture pattern that begins a page (the bytes "OggS" may occur in audio data)
+        head = tail[at : at + 27]
+        if len(head) == 27 and head[4] == 0:  # stream structure version 0
+            lacing = tail[at + 27 : at + 27 + head[26]]
+            if len(lacing) < head[26]:
+                return f"a page header at byte {start + at} of {size} is incomplete"
+            end = at + 27 + head[26] + sum(lacing)
+            if end == len(tail):
+                return None
+            if end > len(tail):
+                return f"the page at byte {start + at} needs {start + end} bytes, the file holds {size}"
+        at = tail.rfind(b"OggS", 0, at)
+    return None
 
 
 def resample(wav: torch.Tensor, orig_rate: int, new_rate: int = SAMPLE_RATE) -> torch.Tensor:

@@ -217,3 +217,19 @@ def test_a_broken_example_is_one_error_before_the_model_folder_is_written(tmp_pa
                            "--example", str(tmp_path / "bad.wav")], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "bad.wav" in done.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_an_ogg_or_opus_cut_short_is_refused_not_enhanced_in_part(tmp_path):
+    import pytest
+
+    from speechbrain_sslse.audio import AudioError, read_audio
+
+    data = sf.read(os.path.join(NOISY, "0015.wav"), dtype="float32")[0]
+    for name, subtype in (("a.ogg", "VORBIS"), ("a.opus", "OPUS")):
+        whole = tmp_path / name
+        sf.write(whole, data, 16000, format="OGG", subtype=subtype)
+        assert read_audio(str(whole))[0].shape[1] == len(data)
+        cut = tmp_path / f"cut_{name}"
+        cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])  # an interrupted copy
+        with pytest.raises(AudioError, match="truncated"):
+            read_audio(str(cut))  # libsndfile alone reads it as a shorter, whole-looking file
