@@ -118,6 +118,10 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
     cut = ogg_truncation(path)
     if cut:
         raise AudioError(f"{path}: truncated (its last Ogg page is cut off: {cut}); re-copy or repair it")
+    cut = header_truncation(path)
+    if cut:
+        raise AudioError(f"{path}: truncated (its header declares {cut[0]} bytes for {cut[2]}, the file holds "
+                         f"{cut[1]}); re-copy or repair it")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
     if not np.isfinite(data).all():
@@ -147,6 +151,27 @@ def wav_truncation(path: str) -> tuple[int, int] | None:
                 f.seek(length + (length & 1), os.SEEK_CUR)
     except OSError:
         return None
+
+
+_SHOULD_BE = re.compile(r"^\s*([A-Za-z][\w ]*?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+
+
+def header_truncation(path: str) -> tuple[int, int, str] | None:
+    """(declared, present, chunk) for an AIFF, AU, W64, RF64 or CAF file cut short, else
+    None. libsndfile reads those up to where they end without an error; its header log
+    notes each size that does not fit the file ("SSND : 160008 (should be 79981)"). A size
+    more than a pad byte beyond what the file holds is a truncation (a smaller one, trailing
+    bytes, is not). WAV (``wav_truncation``), Ogg and MP3 have their own checks."""
+    try:
+        info = sf.info(sf_path(path))
+    except Exception:  # noqa: BLE001 - the reader reports it
+        return None
+    if info.format not in ("AIFF", "AU", "W64", "RF64", "CAF"):
+        return None
+    for chunk, declared, present in _SHOULD_BE.findall(info.extra_info or ""):
+        if int(declared) - int(present) > 1:
+            return int(declared), int(present), chunk.strip()
+    return None
 
 
 #: The largest Ogg page: a 27-byte header, 255 lacing values and 255 segments of 255 bytes.

@@ -233,3 +233,19 @@ def test_an_ogg_or_opus_cut_short_is_refused_not_enhanced_in_part(tmp_path):
         cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])  # an interrupted copy
         with pytest.raises(AudioError, match="truncated"):
             read_audio(str(cut))  # libsndfile alone reads it as a shorter, whole-looking file
+
+
+def test_aiff_au_w64_rf64_cut_short_are_refused_not_enhanced_in_part(tmp_path):
+    import pytest
+
+    from speechbrain_sslse.audio import AudioError, read_audio
+
+    data = sf.read(os.path.join(NOISY, "0015.wav"), dtype="float32")[0]
+    for ext, fmt in (("aiff", "AIFF"), ("au", "AU"), ("w64", "W64"), ("rf64", "RF64")):
+        whole = tmp_path / f"a.{ext}"
+        sf.write(whole, np.stack([data[:-1], data[:-1]], 1), 16000, format=fmt, subtype="PCM_16")  # odd length
+        assert read_audio(str(whole))[0].shape == (2, len(data) - 1)
+        cut = tmp_path / f"cut.{ext}"
+        cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # an interrupted copy
+        with pytest.raises(AudioError, match="truncated"):
+            read_audio(str(cut))
