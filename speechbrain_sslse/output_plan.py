@@ -13,6 +13,7 @@ forever.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -205,8 +206,14 @@ def case_blind(folder: str) -> bool:
     folder = os.path.abspath(folder)
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
+    return _case_blind_disk(folder)
+
+
+@functools.lru_cache(maxsize=256)
+def _case_blind_disk(folder: str) -> bool:
     try:  # entries of the folder itself first: the folder's own name lives on its parent's disk
-        candidates = [os.path.join(folder, n) for n in sorted(os.listdir(folder))[:50]] + [folder]
+        with os.scandir(folder) as entries:
+            candidates = [e.path for _, e in zip(range(50), entries)] + [folder]
     except OSError:
         candidates = [folder]
     for path in candidates:
