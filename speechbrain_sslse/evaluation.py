@@ -281,10 +281,12 @@ def _finite_or_null(value):
     return value
 
 
-def check_results_folder(out_dir: str) -> None:
+def check_results_folder(out_dir: str, systems: Iterable[str] | None = None, meta: dict | None = None) -> None:
     """``ValueError`` (before any work) when ``out_dir`` is a file or holds a summary.json
     that no evaluation wrote (an analysis's record, a file of the user's): the tables would
-    replace it."""
+    replace it. With ``systems`` (and ``meta``): also when it holds the results of other
+    systems, or of the same name for another model or estimate folder: a rerun replaces its
+    own results only, another evaluation's are never lost by a reused --out."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"{out_dir}: is a file; give a folder for the tables")
     record = os.path.join(out_dir, "summary.json")
@@ -292,12 +294,22 @@ def check_results_folder(out_dir: str) -> None:
         return
     try:
         with open(record, encoding="utf-8") as f:
-            ours = isinstance(json.load(f).get("systems"), dict)
+            earlier = json.load(f)
+        ours = isinstance(earlier.get("systems"), dict)
     except (OSError, ValueError, AttributeError):
         ours = False
     if not ours:
         raise ValueError(f"{record} was not written by an evaluation (no score tables); it would be "
                          "overwritten: choose another --out")
+    if systems is None:
+        return
+    theirs = sorted(set(earlier["systems"]) - {NOISY})
+    source = next((f"{earlier[k]}" for k in ("model", "estimates")
+                   if k in (meta or {}) and earlier.get(k) not in (None, meta[k])), None)
+    if theirs != sorted(set(systems) - {NOISY}) or source:
+        raise ValueError(f"{out_dir} holds the results of {', '.join(theirs) or 'another run'}"
+                         f"{f' ({source})' if source else ''}; this run would replace them: choose another "
+                         "--out (or delete that folder first)")
 
 
 def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | None = None) -> dict:
@@ -472,7 +484,7 @@ def score_folders(estimate_dir: str, clean_dir: str | None, out_dir: str, name: 
     references. ``clean_dir`` ``None``: no reference, DNSMOS only (every audio file of the folder).
     ``dnsmos``: add the DNSMOS columns; default (``None``): only without references."""
     check_system_name(name)
-    check_results_folder(out_dir)
+    check_results_folder(out_dir, [name], {"estimates": os.path.abspath(estimate_dir)})
     reference = clean_dir is not None
     dnsmos = (not reference) if dnsmos is None else dnsmos
     if not reference and not dnsmos:
@@ -541,7 +553,7 @@ def evaluate_model(enhancer, items: list[tuple[str, str, str]], out_dir: str, na
     ``dnsmos``: add the DNSMOS columns; ``meta``: recorded in summary.json (which model, which
     manifest), so a table built from it can say what it measured."""
     check_system_name(name)
-    check_results_folder(out_dir)
+    check_results_folder(out_dir, [name], meta)
     if dnsmos:
         metrics.load_dnsmos()  # before the enhancement, not after it
     enhanced_dir = os.path.join(out_dir, "enhanced")

@@ -265,3 +265,22 @@ def test_a_score_row_is_named_by_its_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert default_system_name(".") == tmp_path.name
     assert default_system_name("data/noisy") == "system"  # the Noisy row's name is reserved
+
+
+def test_a_reused_out_folder_keeps_another_evaluations_results(tmp_path):
+    """--out of an earlier score of another system (or of the same name for another estimate
+    folder) is refused before scoring; a rerun of the same thing replaces its own results."""
+    est, other = tmp_path / "est", tmp_path / "other"
+    for folder in (est, other):
+        folder.mkdir()
+        shutil.copy(os.path.join(NOISY, "0015.wav"), folder / "0015.wav")
+    out = tmp_path / "out"
+    evaluation.score_folders(str(est), CLEAN, str(out), "A", workers=1)
+    before = (out / "summary.json").read_text()
+    with pytest.raises(ValueError, match="holds the results of A"):
+        evaluation.score_folders(str(est), CLEAN, str(out), "B", workers=1)
+    with pytest.raises(ValueError, match="holds the results of A"):
+        evaluation.score_folders(str(other), CLEAN, str(out), "A", workers=1)
+    assert (out / "summary.json").read_text() == before and not (out / "scores_B.csv").exists()
+    again = evaluation.score_folders(str(est), CLEAN, str(out), "A", workers=1)
+    assert again["systems"]["A"]["pesq"]["n"] == 5
