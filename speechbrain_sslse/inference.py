@@ -85,6 +85,12 @@ class EnhanceSSL(Pretrained):
         if not 0 <= overlap < size:
             raise ConfigError(f"overlap_seconds must be >= 0 and below chunk_seconds; got {overlap} and "
                               f"{size} samples")
+        if 2 * overlap > size:
+            # the fade-in and fade-out ramps sum to 1 only where exactly two chunks overlap: with
+            # an overlap over half a chunk, three or more chunks cover a sample and the joined
+            # signal is scaled wrongly (up to several times too loud)
+            raise ConfigError(f"overlap_seconds must be at most half of chunk_seconds; got {overlap} and "
+                              f"{size} samples")
         if n <= size:
             return self._enhance(wav[None], torch.tensor([n]))[0].cpu()
         hop = size - overlap

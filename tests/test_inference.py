@@ -329,3 +329,22 @@ def test_a_recipe_folder_trained_on_a_hub_encoder_loads_offline_with_ssl_source(
     trained.eval()
     with torch.no_grad():
         assert torch.equal(loaded(x).enhanced, trained(x).enhanced)
+
+
+def test_chunk_cross_fade_sums_to_one_or_is_refused():
+    """With the enhancer replaced by the identity, chunking must give the input back: the
+    ramps sum to 1 where two chunks overlap. An overlap over half a chunk (three chunks over
+    one sample; the output was scaled up to 13x) is refused instead."""
+    from speechbrain_sslse.errors import ConfigError
+
+    model = EnhanceSSL.from_hparams(SHIPPED)
+    model._enhance = lambda noisy, lengths: noisy * (torch.arange(noisy.shape[1])[None] < lengths[:, None])
+    x = torch.randn(10_000)
+    for overlap in (0.0, 0.01, 0.05):
+        model.hparams.chunk_seconds, model.hparams.overlap_seconds = 0.1, overlap
+        for n in (1600, 1601, 3000, 10_000):
+            assert torch.allclose(model.enhance_waveform(x[:n]), x[:n], atol=1e-6)
+    for overlap in (0.06, 0.09):
+        model.hparams.chunk_seconds, model.hparams.overlap_seconds = 0.1, overlap
+        with pytest.raises(ConfigError, match="half"):
+            model.enhance_waveform(x)
