@@ -130,6 +130,9 @@ class SSLEncoder(nn.Module):
         # Weights that a checkpoint must carry: everything that trains, and a
         # config-built (random) encoder, which no hub id could rebuild.
         self.backbone_in_checkpoint = mode != "frozen" or config is not None
+        # Whether the encoder starts from the source's pretrained weights (what a warm start
+        # from a frozen-encoder checkpoint, which holds none, leaves in place).
+        self.pretrained_backbone = config is None and mode != "scratch"
         if mode == "frozen":
             self.model.requires_grad_(False)
         elif mode == "partial":

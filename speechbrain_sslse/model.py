@@ -174,4 +174,13 @@ class EnhancementModel(nn.Module):
 
     @mark_as_transfer
     def _transfer(self, path) -> None:
-        self.load_checkpoint_state(torch.load(path, map_location="cpu"))
+        """Warm start (``init_from``). A checkpoint of a frozen hub encoder holds no encoder
+        weights: an encoder that starts from the same pretrained source (a PF or EF run
+        fine-tuning that head) keeps the weights it loaded, instead of the warm start being
+        refused as "missing" keys (the recipe checks that the source is the same encoder)."""
+        state = torch.load(path, map_location="cpu")
+        if (self.ssl is not None and getattr(self.ssl, "pretrained_backbone", False)
+                and not any(k.startswith("ssl.model.") for k in state)):
+            own = {k: v for k, v in self.state_dict().items() if k.startswith("ssl.model.")}
+            state = {**own, **state}
+        self.load_checkpoint_state(state)

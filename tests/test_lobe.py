@@ -187,3 +187,25 @@ def test_large_shape_last_state_is_the_layer_output_before_the_final_layernorm(m
     torch.testing.assert_close(last, hf.last_hidden_state, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(normed, last, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(states[-1], last, atol=1e-3)
+
+
+def test_warm_start_of_a_fine_tuned_encoder_from_a_frozen_encoder_checkpoint(tiny_folders, tmp_path):
+    """The head of a frozen-encoder run (its checkpoint holds no encoder weights) warm-starts
+    a PF / EF run on the same hub encoder: the head comes from the checkpoint, the encoder
+    keeps its pretrained weights. (It was refused as missing ssl.model.* keys.) A random
+    (scratch) encoder has no pretrained weights to keep: still refused."""
+    source = tiny_folders["wavlm"]
+    torch.manual_seed(3)
+    frozen = EnhancementModel(SSLEncoder(source=source, mode="frozen"), input="cross")
+    path = str(tmp_path / "enhancer.ckpt")
+    frozen._save(path)
+    for mode in ("partial", "entire"):
+        tuned = EnhancementModel(SSLEncoder(source=source, mode=mode), input="cross")
+        hub = {k: v.clone() for k, v in tuned.state_dict().items() if k.startswith("ssl.model.")}
+        tuned._transfer(path)
+        state = tuned.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in hub.items())
+        assert all(torch.equal(state[k], v) for k, v in frozen.checkpoint_state_dict().items())
+    scratch = EnhancementModel(SSLEncoder(source=source, mode="scratch"), input="cross")
+    with pytest.raises(RuntimeError, match="missing"):
+        scratch._transfer(path)
