@@ -251,7 +251,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             items = evaluation.read_manifest(args.manifest)
             model = load_model(args.model, ssl_source=args.ssl_source, device=args.device)
             meta = {"model": os.path.abspath(args.model) if os.path.exists(args.model) else args.model,
-                    "manifest": args.manifest}
+                    "manifest": args.manifest, "weights": model.mods.enhancer.weights_digest()}
             summary = evaluation.evaluate_model(model, items, args.out, name, args.workers, meta=meta)
     except (ValueError, OSError, ConfigError, AudioError) as err:  # one line, not a traceback
         return _fail(str(err))

@@ -163,6 +163,18 @@ class EnhancementModel(nn.Module):
                 f"missing {sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]}"
             )
 
+    def weights_digest(self) -> str:
+        """SHA-256 of the checkpoint state (names, dtypes, shapes, values): which trained
+        weights a result was measured with (``sslse-evaluate`` records it; export checks it)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, t in sorted(self.checkpoint_state_dict().items()):
+            t = t.detach().cpu().reshape(-1).contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(self.state_dict()[name].shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
     @mark_as_saver
     def _save(self, path) -> None:
         torch.save(self.checkpoint_state_dict(), path)

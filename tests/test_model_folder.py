@@ -400,3 +400,31 @@ def test_export_of_a_model_folder_into_a_new_folder_keeps_its_card(tmp_path, off
         assert _section(new, title) == _section(Path(source), title), title
     assert "Not described at export" not in (new / "README.md").read_text()
     assert "Not evaluated:" not in (new / "README.md").read_text()
+
+
+def test_card_refuses_scores_measured_with_other_weights(tmp_path):
+    """``sslse-evaluate`` records which weights it measured (``weights``); export refuses a
+    summary of other weights (another seed's run has the same row name, a run trained or
+    averaged further has another best checkpoint) instead of putting its scores on this
+    model's card. Summaries without the record (older ones) still export."""
+    folder = tmp_path / "mine"
+    torch.manual_seed(0)
+    model = EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1)
+    save_model_folder(model, str(folder))
+    other = EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1)
+    base = json.load(open(glob.glob(os.path.join(ROOT, "pretrained", "*", "eval", "*", "summary.json"))[0]))
+    systems = {"Noisy": base["systems"]["Noisy"], "mine": base["systems"]["Noisy"]}
+
+    def export(**meta):
+        path = tmp_path / "summary.json"
+        path.write_text(json.dumps(dict(base, systems=systems, **meta)))
+        return subprocess.run([sys.executable, EXPORT, str(folder), str(folder), "--example", "",
+                               "--summary", f"test={path}"], cwd=tmp_path, env=ENV,
+                              capture_output=True, text=True, timeout=600)
+
+    res = export(weights=other.weights_digest())
+    assert res.returncode != 0 and "other weights" in res.stderr, res.stderr[-2000:]
+    assert model.weights_digest() == load_model(str(folder)).mods.enhancer.weights_digest()
+    for meta in ({"weights": model.weights_digest()}, {}):
+        res = export(**meta)
+        assert res.returncode == 0, res.stderr[-2000:]

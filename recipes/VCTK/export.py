@@ -404,6 +404,12 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
     loaded = {label: read_summary(path) for label, path in (summaries or {}).items()}
     interface = load_model(recipe_folder, ssl_source=ssl_source)
     enhancer = interface.mods.enhancer
+    digest = enhancer.weights_digest()
+    for label, summary in loaded.items():  # scores of other weights must not go on this card
+        if summary.get("weights") not in (None, digest):
+            raise ConfigError(f"--summary {label}: measured with other weights than the model exported here "
+                              f"(summary.json of {summary.get('model', 'another model')}: another checkpoint, "
+                              "seed or a later training); evaluate this model again")
     settings = recipe_settings(recipe_folder)
     hub_ssl = settings.get("ssl_source") if ssl_source else None  # what the recipe named, not the local copy
     if ssl_source and not settings:  # a model folder: the name its own hyperparams.yaml gives
