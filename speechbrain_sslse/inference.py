@@ -80,6 +80,7 @@ class EnhanceSSL(Pretrained):
         """One 16 kHz signal (samples,) of any length, in overlapping chunks when long.
         ``progress``: the bar over the chunks of a signal over ``LONG_SIGNAL_SAMPLES``
         (default: ``show_progress``'s setting; False: none)."""
+        require_float(wav, "wav")
         n = wav.shape[-1]
         size, overlap = self.chunk_samples, self.overlap_samples
         if not 0 <= overlap < size:
@@ -122,6 +123,8 @@ class EnhanceSSL(Pretrained):
                      progress: bool | None = None) -> list[torch.Tensor]:
         """Enhances 1-D 16 kHz signals of any lengths: those that fit in one chunk are
         sorted by length and run as padded, masked batches; longer ones are chunked."""
+        for k, signal in enumerate(signals):
+            require_float(signal, f"signals[{k}]")
         bs = batch_size or int(getattr(self.hparams, "batch_size", 4))
         if self.device_type == "cpu" and self.precision != "fp32":
             # bf16 on CPU pays only one signal at a time: batches of 8 are slower than
@@ -148,6 +151,7 @@ class EnhanceSSL(Pretrained):
         """Several (channels, samples) signals at their own rates, channels batched together."""
         flat, where = [], []
         for k, (wav, rate) in enumerate(items):
+            require_float(wav, f"items[{k}]")
             wav = wav[None] if wav.dim() == 1 else wav
             if rate > SAMPLE_RATE:  # said once per rate (the message does not name the file)
                 warnings.warn(f"inputs at {rate} Hz: the enhancer works at {SAMPLE_RATE} Hz, so their outputs "
@@ -301,6 +305,14 @@ def warn_if_level_unusual(wav: torch.Tensor, name: str = "input") -> None:
                       "in [-1, 1] (divide int16 samples by 32768)", DataWarning, stacklevel=3)
 
 
+def require_float(wav: torch.Tensor, name: str) -> None:
+    """``ValueError`` for integer samples: enhanced as they are, int16 audio would come back at
+    int16 scale (the method is level-dependent), so it is refused, not rescaled silently."""
+    if torch.is_tensor(wav) and not wav.is_floating_point():
+        raise ValueError(f"{name} must hold float samples in [-1, 1], got {wav.dtype} "
+                         "(for int16 audio: wav.float() / 32768)")
+
+
 def check_batch(noisy: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """Validates an ``enhance_batch`` call; returns absolute lengths (samples)."""
     if not torch.is_tensor(noisy):
@@ -308,9 +320,7 @@ def check_batch(noisy: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tens
                          + (" (torch.from_numpy(x) makes one)" if type(noisy).__module__ == "numpy" else ""))
     if noisy.dim() != 2:
         raise ValueError(f"noisy must be a (batch, samples) tensor, got shape {tuple(noisy.shape)}")
-    if not noisy.is_floating_point():
-        raise ValueError(f"noisy must hold float samples in [-1, 1], got {noisy.dtype} "
-                         "(for int16 audio: noisy.float() / 32768)")
+    require_float(noisy, "noisy")
     batch, n = noisy.shape
     if n == 0 or batch == 0:
         raise ValueError(f"cannot enhance an empty batch {tuple(noisy.shape)}")

@@ -348,3 +348,15 @@ def test_chunk_cross_fade_sums_to_one_or_is_refused():
         model.hparams.chunk_seconds, model.hparams.overlap_seconds = 0.1, overlap
         with pytest.raises(ConfigError, match="half"):
             model.enhance_waveform(x)
+
+
+def test_integer_samples_are_refused_by_every_signal_method():
+    """int16 tensors given to enhance_waveform / enhance_many / enhance_signals came back at
+    int16 scale; like enhance_batch, every method refuses them and says how to convert."""
+    model = EnhanceSSL.from_hparams(SHIPPED)
+    x = (torch.randn(4000) * 3000).to(torch.int16)
+    for call in (lambda: model.enhance_waveform(x), lambda: model.enhance_many([x.float() / 32768, x]),
+                 lambda: model.enhance_signals([(x[None], 16000)]), lambda: model.enhance_batch(x[None])):
+        with pytest.raises(ValueError, match="float samples.*32768"):
+            call()
+    assert model.enhance_waveform(x.float() / 32768).shape == (4000,)
