@@ -101,6 +101,11 @@ def _to_16k(path: str, out_folder: str, uid: str) -> tuple[str, int]:
     Every file is read once, so unreadable, empty or NaN/Inf files are refused here,
     not in the middle of training."""
     try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # read_audio opens it by its bytes; SpeechBrain's training reader cannot
+        raise PrepError(f"{path}: its name is not UTF-8 (Latin-1 from an old archive?); the training data "
+                        "loader cannot open it: rename it (e.g. convmv -f latin1 -t utf8)") from None
+    try:
         wav, rate = read_audio(path)
     except AudioError as err:
         raise PrepError(str(err)) from None

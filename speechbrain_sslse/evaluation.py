@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from . import metrics
-from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, same_or_inside
+from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, same_or_inside, sf_path
 from .output_plan import check_jobs, write_text_atomic
 from .progress import progress_bar
 
@@ -455,7 +455,7 @@ def rate_notes(jobs: list[tuple]) -> list[str]:
 
     def rate(path):
         try:
-            return sf.info(path).samplerate
+            return sf.info(sf_path(path)).samplerate
         except Exception:  # unreadable: scored (and floored or dropped) with its reason
             return None
 

@@ -42,7 +42,7 @@ from collections import Counter
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, AudioError, list_audio, same_or_inside, write_audio
+from .audio import SAMPLE_RATE, AudioError, list_audio, same_or_inside, sf_path, write_audio
 from .data_prep import SUBSETS
 from .output_plan import write_text_atomic
 from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, mix, pair_noises
@@ -184,7 +184,7 @@ def silent_files(paths) -> list[str]:
     silent = []
     for path in progress_bar(sorted(paths), desc="check speech"):
         try:
-            with sf.SoundFile(path) as f:
+            with sf.SoundFile(sf_path(path)) as f:  # (a name that is not UTF-8: by its bytes)
                 if not any(np.any(block) for block in f.blocks(blocksize=1 << 16)):
                     silent.append(path)
         except (RuntimeError, OSError):  # (soundfile's errors are RuntimeErrors)
