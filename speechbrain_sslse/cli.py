@@ -231,9 +231,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .audio import AudioError
     from .errors import ConfigError
 
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        return _fail(f"--out {args.out} is a file; give a folder for the tables")
     try:
+        evaluation.check_results_folder(args.out)  # a file, or another tool's summary.json: before any work
         if args.command == "score":
             from .metrics import DnsmosUnavailable
 
