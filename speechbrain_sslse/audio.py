@@ -24,15 +24,21 @@ class AudioError(ValueError):
     """A file cannot be used as audio; the message names the file and the reason."""
 
 
-def sf_path(path: str) -> str | bytes:
-    """``path`` as libsndfile can open it: soundfile encodes a ``str`` as strict UTF-8, so a
-    name that is not UTF-8 (Latin-1 bytes from an old archive, kept by Python as surrogate
-    escapes) goes as its bytes instead of failing as "not a readable audio file"."""
+def is_utf8_name(path: str) -> bool:
+    """Whether ``path`` encodes as UTF-8. A name that does not (Latin-1 bytes from an old
+    archive, kept by Python as surrogate escapes) must go to libsndfile as bytes, and
+    SpeechBrain's training loader cannot open it at all."""
     try:
         path.encode("utf-8")
-        return path
+        return True
     except UnicodeEncodeError:
-        return os.fsencode(path)
+        return False
+
+
+def sf_path(path: str) -> str | bytes:
+    """``path`` as libsndfile can open it: soundfile encodes a ``str`` as strict UTF-8, so a
+    name that is not UTF-8 goes as its bytes instead of failing as "not a readable audio file"."""
+    return path if is_utf8_name(path) else os.fsencode(path)
 
 
 def _looks_like_mp3(path: str) -> bool:
@@ -65,7 +71,7 @@ def _c_stderr_captured():
             notes.extend(line.strip() for line in tmp.read().decode(errors="replace").splitlines() if line.strip())
 
 
-def _read_mp3(path: str) -> tuple[np.ndarray, int]:
+def _read_mp3(path: str) -> tuple[np.ndarray, int, str | None]:
     """An MP3 whose frames are damaged or cut off decodes "successfully" to a fraction of its
     length (libmpg123 resyncs, prints a note and stops early: 0.33 s of a 3 s file), which
     would pass a broken input off as whole. libmpg123's notes plus a decoded length short of
@@ -73,23 +79,41 @@ def _read_mp3(path: str) -> tuple[np.ndarray, int]:
     skipped frame in a file of full length) a ``DataWarning``. Without notes a shortfall is
     only the length estimate of a header-less VBR file and is accepted."""
     with _c_stderr_captured() as notes:
-        declared = sf.info(sf_path(path)).frames
-        data, rate = sf.read(sf_path(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(sf_path(path)) as f:
+            declared, rate = f.frames, f.samplerate
+            data = f.read(dtype="float32", always_2d=True)
     if notes:
         shortfall = declared - data.shape[0]
         if shortfall > max(2 * 1152, declared // 100):  # two MPEG frames or 1 %
             raise AudioError(f"{path}: damaged or truncated MP3 (its header declares {declared} samples, "
                              f"{data.shape[0]} decode; libmpg123: {notes[0]}); re-copy or repair it")
         warnings.warn(f"{path}: libmpg123 reported a damaged stream but decoded its full length "
-                      f"({'; '.join(notes[:3])}); a skipped frame may be audible", DataWarning, stacklevel=3)
-    return data, rate
+                      f"({'; '.join(notes[:3])}); a skipped frame may be audible", DataWarning, stacklevel=4)
+    return data, rate, None
+
+
+def _read_other(path: str) -> tuple[np.ndarray, int, str | None]:
+    """(samples, rate, what is cut off or None) from one libsndfile open: the truncation
+    check that needs the header log (``_logged_truncation``) uses the same open, and only a WAV or an Ogg file is
+    looked at again (their checks read raw bytes that libsndfile does not report)."""
+    with sf.SoundFile(sf_path(path)) as f:
+        container, log, rate = f.format, f.extra_info, f.samplerate
+        data = f.read(dtype="float32", always_2d=True)
+    if container in ("WAV", "WAVEX"):
+        cut = wav_truncation(path)
+        return data, rate, cut and f"its WAV header declares {cut[0]} bytes of audio, the file holds {cut[1]}"
+    if container == "OGG":
+        cut = ogg_truncation(path)
+        return data, rate, cut and f"its last Ogg page is cut off: {cut}"
+    cut = _logged_truncation(container, log)
+    return data, rate, cut and f"its header declares {cut[0]} bytes for {cut[2]}, the file holds {cut[1]}"
 
 
 def read_audio(path: str) -> tuple[torch.Tensor, int]:
     """Returns (channels, samples) float32 in [-1, 1] (float files as stored) and the rate.
 
     Any failure becomes one ``AudioError`` naming the file: missing, a directory,
-    unreadable/corrupt, truncated (WAV, MP3), empty, or holding NaN / Inf samples.
+    unreadable/corrupt, truncated (WAV, Ogg, MP3, AIFF, AU, W64, RF64, CAF), empty, or holding NaN / Inf samples.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -99,10 +123,7 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
     if path.lower().endswith(".mp3") and not _looks_like_mp3(path):  # before mpg123 prints resync notes
         raise AudioError(f"{path}: not a readable audio file (its content is not valid audio for its format)")
     try:
-        if path.lower().endswith(".mp3"):
-            data, rate = _read_mp3(path)
-        else:
-            data, rate = sf.read(sf_path(path), dtype="float32", always_2d=True)
+        data, rate, cut = (_read_mp3 if path.lower().endswith(".mp3") else _read_other)(path)
     except AudioError:
         raise
     except Exception as err:  # libsndfile's messages are short; keep the reason
@@ -111,17 +132,8 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
         if "does not exist" in reason and os.path.isfile(path):  # libsndfile's words for a bad MP3 stream
             reason = "its content is not valid audio for its format"
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None
-    cut = wav_truncation(path)
     if cut:
-        raise AudioError(f"{path}: truncated (its WAV header declares {cut[0]} bytes of audio, "
-                         f"the file holds {cut[1]}); re-copy or repair it")
-    cut = ogg_truncation(path)
-    if cut:
-        raise AudioError(f"{path}: truncated (its last Ogg page is cut off: {cut}); re-copy or repair it")
-    cut = header_truncation(path)
-    if cut:
-        raise AudioError(f"{path}: truncated (its header declares {cut[0]} bytes for {cut[2]}, the file holds "
-                         f"{cut[1]}); re-copy or repair it")
+        raise AudioError(f"{path}: truncated ({cut}); re-copy or repair it")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
     if not np.isfinite(data).all():
@@ -156,19 +168,16 @@ def wav_truncation(path: str) -> tuple[int, int] | None:
 _SHOULD_BE = re.compile(r"^\s*([A-Za-z][\w ]*?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
 
 
-def header_truncation(path: str) -> tuple[int, int, str] | None:
-    """(declared, present, chunk) for an AIFF, AU, W64, RF64 or CAF file cut short, else
-    None. libsndfile reads those up to where they end without an error; its header log
-    notes each size that does not fit the file ("SSND : 160008 (should be 79981)"). A size
-    more than a pad byte beyond what the file holds is a truncation (a smaller one, trailing
-    bytes, is not). WAV (``wav_truncation``), Ogg and MP3 have their own checks."""
-    try:
-        info = sf.info(sf_path(path))
-    except Exception:  # noqa: BLE001 - the reader reports it
+def _logged_truncation(container: str, log: str | None) -> tuple[int, int, str] | None:
+    """(declared, present, chunk) for an AIFF, AU, W64, RF64 or CAF file cut short, from its
+    format and libsndfile's header log, else None. libsndfile reads those up to where they end
+    without an error; its header log notes each size that does not fit the file ("SSND :
+    160008 (should be 79981)"). A size more than a pad byte beyond what the file holds is a
+    truncation (a smaller one, trailing bytes, is not). WAV (``wav_truncation``), Ogg and MP3
+    have their own checks."""
+    if container not in ("AIFF", "AU", "W64", "RF64", "CAF"):
         return None
-    if info.format not in ("AIFF", "AU", "W64", "RF64", "CAF"):
-        return None
-    for chunk, declared, present in _SHOULD_BE.findall(info.extra_info or ""):
+    for chunk, declared, present in _SHOULD_BE.findall(log or ""):
         if int(declared) - int(present) > 1:
             return int(declared), int(present), chunk.strip()
     return None

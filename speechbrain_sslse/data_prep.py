@@ -40,7 +40,7 @@ import random
 
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, AudioError, list_audio, read_audio, resample, same_or_inside, write_audio
+from .audio import SAMPLE_RATE, AudioError, is_utf8_name, list_audio, read_audio, resample, same_or_inside, write_audio
 from .output_plan import write_text_atomic
 from .data import AUTHORS_RANDOM_STATE, authors_split
 from .progress import progress_bar
@@ -100,11 +100,9 @@ def _to_16k(path: str, out_folder: str, uid: str) -> tuple[str, int]:
     """Path of a 16 kHz mono copy (the file itself when it already is) and its length.
     Every file is read once, so unreadable, empty or NaN/Inf files are refused here,
     not in the middle of training."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:  # read_audio opens it by its bytes; SpeechBrain's training reader cannot
+    if not is_utf8_name(path):  # read_audio opens it by its bytes; SpeechBrain's training reader cannot
         raise PrepError(f"{path}: its name is not UTF-8 (Latin-1 from an old archive?); the training data "
-                        "loader cannot open it: rename it (e.g. convmv -f latin1 -t utf8)") from None
+                        "loader cannot open it: rename it (e.g. convmv -f latin1 -t utf8)")
     try:
         wav, rate = read_audio(path)
     except AudioError as err:

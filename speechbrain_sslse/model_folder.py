@@ -207,14 +207,14 @@ def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hpa
 
     import soundfile as sf
 
-    from .audio import read_audio, write_audio
+    from .audio import read_audio, sf_path, write_audio
     from .inference import EnhanceSSL
 
     target = os.path.join(out_folder, EXAMPLE)
     if os.path.abspath(example) != os.path.abspath(target):
         wav, rate = read_audio(example)  # one AudioError for a broken file, before anything is copied
         try:
-            is_wav = sf.info(example).format in ("WAV", "WAVEX", "RF64")
+            is_wav = sf.info(sf_path(example)).format in ("WAV", "WAVEX", "RF64")
         except Exception:  # noqa: BLE001 - MP3 through our own reader, not libsndfile
             is_wav = False
         if is_wav:
@@ -224,7 +224,7 @@ def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hpa
     copied = copy.deepcopy(model).cpu()
     enhancer = EnhanceSSL(modules={"enhancer": copied}, hparams={"enhancer": copied, **hparams}, run_opts={"device": "cpu"})
     enhanced = os.path.join(out_folder, EXAMPLE_ENHANCED)
-    out, rate = enhancer.enhance_file(target), sf.info(target).samplerate  # at the clip's own rate
+    out, rate = enhancer.enhance_file(target), sf.info(sf_path(target)).samplerate  # at the clip's own rate
     # the file there already holds these samples (a re-export), up to float rounding (1e-6; CPUs
     # differ in the last bits): its bytes stay (libsndfile's float-WAV PEAK chunk carries a
     # timestamp, so a rewrite would change a shipped file for nothing)
@@ -238,8 +238,10 @@ def _holds_samples(path: str, wav: torch.Tensor, rate: int) -> bool:
     import numpy as np
     import soundfile as sf
 
+    from .audio import sf_path
+
     try:
-        info, (old, old_rate) = sf.info(path), sf.read(path, dtype="float32", always_2d=True)
+        info, (old, old_rate) = sf.info(sf_path(path)), sf.read(sf_path(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError):  # (soundfile's errors are RuntimeErrors)
         return False
     new = wav.detach().cpu().numpy()

@@ -251,3 +251,34 @@ def test_aiff_au_w64_rf64_cut_short_are_refused_not_enhanced_in_part(tmp_path):
         cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # an interrupted copy
         with pytest.raises(AudioError, match="truncated"):
             read_audio(str(cut))
+
+
+def test_each_file_is_opened_by_libsndfile_once_and_raw_only_for_its_own_format_check(tmp_path, monkeypatch):
+    """A corpus read for scoring or preparation is read file by file: the reader used to open
+    each file four times (read, header log, WAV and Ogg byte checks), whatever its format."""
+    import builtins
+
+    from speechbrain_sslse import audio
+
+    data = sf.read(os.path.join(NOISY, "0015.wav"), dtype="float32")[0]
+    opened: list[str] = []
+    real_soundfile, real_open = audio.sf.SoundFile, builtins.open
+
+    def counting_soundfile(*args, **kwargs):
+        opened.append("libsndfile")
+        return real_soundfile(*args, **kwargs)
+
+    def counting_open(file, *args, **kwargs):
+        if str(file).startswith(str(tmp_path)):
+            opened.append("raw")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(audio.sf, "SoundFile", counting_soundfile)
+    monkeypatch.setattr(builtins, "open", counting_open)
+    for name, fmt, subtype, raw in (("a.wav", "WAV", "PCM_16", 1), ("a.ogg", "OGG", "VORBIS", 1),
+                                    ("a.flac", "FLAC", "PCM_16", 0), ("a.aiff", "AIFF", "PCM_16", 0)):
+        path = tmp_path / name
+        sf.write(path, data, 16000, format=fmt, subtype=subtype)
+        opened.clear()
+        assert audio.read_audio(str(path))[0].shape[1] == len(data)
+        assert opened.count("libsndfile") == 1 and opened.count("raw") == raw, (name, opened)
