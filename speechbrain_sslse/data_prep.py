@@ -122,10 +122,12 @@ def _to_16k(path: str, out_folder: str, uid: str) -> tuple[str, int]:
 
 
 def _pairs(data_folder: str, save_folder: str, written: list[str], subset: str,
-           folders: tuple[str, str] | None = None, sources: dict[str, str] | None = None) -> dict[str, dict]:
+           folders: tuple[str, str] | None = None, sources: dict[str, str] | None = None,
+           speech: dict[str, str] | None = None) -> dict[str, dict]:
     """The pairs of ``subset``: the VoiceBank-DEMAND folders of ``data_folder`` (.wav), or
     the given (clean, noisy) folders (any audio format). ``sources``: filled with {resolved
-    source file: "subset/id"} (what the manifests were made of, before any 16 kHz copy)."""
+    source file: "subset/id"} (what the manifests were made of, before any 16 kHz copy);
+    ``speech``: with {id: resolved clean file} (ids that share one are one utterance)."""
     official = folders is None
     clean_dir, noisy_dir = (os.path.join(data_folder, d) for d in SUBSETS[subset]) if official else folders
     extensions = (".wav",) if official else None
@@ -147,6 +149,8 @@ def _pairs(data_folder: str, save_folder: str, written: list[str], subset: str,
         if sources is not None:
             for path in (clean[uid], noisy[uid]):
                 sources.setdefault(os.path.realpath(path), f"{subset}/{uid}")
+        if speech is not None:
+            speech[uid] = os.path.realpath(clean[uid])
         entries[uid] = {
             "clean_wav": c_path,
             "noisy_wav": n_path,
@@ -159,10 +163,12 @@ def _pairs(data_folder: str, save_folder: str, written: list[str], subset: str,
 def split_valid(train: dict[str, dict], valid_split: str, valid_ratio: float, seed: int,
                 sources: dict[str, str] | None = None) -> tuple[dict, dict]:
     """(train, valid): the authors' split, a seeded random utterance split or the p226 + p287
-    speaker split. ``sources`` ({id: clean source file}, from a simulated set's
-    ``simulation.json``): mixtures of one source utterance never straddle the split (with
-    ``--train_mixtures 2`` each utterance is two ids, and validation held the very speech
-    training saw): every mixture of a source with one id in validation goes to validation."""
+    speaker split. ``sources`` ({id: its clean speech}): ids of one utterance never straddle
+    the split, or validation would hold the very speech training saw: every id whose speech
+    has an id in validation goes to validation. Such ids are the mixtures of one source
+    utterance in a simulated set (``--train_mixtures 2``; from its ``simulation.json``) and
+    pairs of one clean file under two names (a linked speaker folder, or one clean file
+    linked beside each noisy take)."""
     rest, valid = _split_ids(train, valid_split, valid_ratio, seed)
     if sources:
         held = {sources[u] for u in valid if u in sources}
@@ -171,6 +177,9 @@ def split_valid(train: dict[str, dict], valid_split: str, valid_ratio: float, se
         valid = {u: train[u] for u in sorted(set(valid) | moved)}
         if not rest:
             raise PrepError("the validation split left no training utterances")
+        if moved:
+            logger.info("%d training id(s) share their speech with validation ids (mixtures of one utterance or "
+                        "linked files): moved to validation", len(moved))
     return rest, valid
 
 
@@ -303,8 +312,11 @@ def prepare_vctk(
         train = _pairs(data_folder, save_folder, written, "train", sources=trained)
         valid = _pairs(data_folder, save_folder, written, "valid", sources=trained)
     else:
-        train, valid = split_valid(_pairs(data_folder, save_folder, written, "train", own, trained), valid_split,
-                                   valid_ratio, seed, simulated_sources(data_folder) if own is None else None)
+        speech: dict[str, str] = {}
+        train = _pairs(data_folder, save_folder, written, "train", own, trained, speech)
+        if own is None:  # a simulated set's mixtures of one utterance
+            speech.update(simulated_sources(data_folder))
+        train, valid = split_valid(train, valid_split, valid_ratio, seed, speech)
     if test_folders is not None:
         tested: dict[str, str] = {}
         test = _pairs(data_folder, save_folder, written, "test", test_folders, tested)

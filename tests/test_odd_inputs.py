@@ -2,6 +2,7 @@
 noisy or clean folder, names that are not UTF-8 or differ only in case, files cut short,
 writes interrupted, test pairs that are training pairs, reused output folders: each gets a
 correct result or one clear error; none is dropped, counted twice or overwritten unsaid."""
+import json
 import os
 
 import numpy as np
@@ -282,3 +283,25 @@ def test_each_file_is_opened_by_libsndfile_once_and_raw_only_for_its_own_format_
         opened.clear()
         assert audio.read_audio(str(path))[0].shape[1] == len(data)
         assert opened.count("libsndfile") == 1 and opened.count("raw") == raw, (name, opened)
+
+
+def test_one_clean_file_under_two_names_stays_on_one_side_of_the_validation_split(tmp_path):
+    """A linked speaker folder (or one clean take linked beside each of its noisy takes) gives
+    one utterance two ids; a random split put one in training and the other in validation, so
+    validation scored speech that training had seen."""
+    from speechbrain_sslse.data_prep import prepare_vctk
+
+    for kind in ("clean", "noisy"):
+        (tmp_path / kind).mkdir()
+        os.symlink(os.path.join(MINI_SET, f"{kind}_trainset_28spk_wav"), tmp_path / kind / "p287")
+        os.symlink(tmp_path / kind / "p287", tmp_path / kind / "p287_again")  # the same speaker, linked
+    files = sorted(os.listdir(os.path.join(MINI_SET, "clean_trainset_28spk_wav")))
+    for seed in range(6):
+        paths = prepare_vctk(f"{tmp_path / 'clean'}:{tmp_path / 'noisy'}", str(tmp_path / f"out{seed}"),
+                             valid_split="random", valid_ratio=0.25, seed=seed,
+                             test_pairs=f"{MINI_SET}/clean_testset_wav:{MINI_SET}/noisy_testset_wav")
+        train, valid = (json.load(open(paths[k])) for k in ("train", "valid"))
+        assert len(train) + len(valid) == 2 * len(files) and train and valid
+        speech = {k: {os.path.realpath(e["clean_wav"]) for e in split.values()} for k, split in
+                  (("train", train), ("valid", valid))}
+        assert not speech["train"] & speech["valid"], seed
