@@ -224,7 +224,10 @@ def earlier_analysis(out_dir: str, labels) -> list[str]:
     if os.path.exists(record):
         try:
             with open(record, encoding="utf-8") as f:
-                earlier = _analysis_files(json.load(f)["sources"])
+                data = json.load(f)
+            if not isinstance(data["sources"], dict) or "systems" in data:  # score tables (peers.py has sources)
+                raise ValueError("not an analysis record")
+            earlier = _analysis_files(data["sources"])
         except (OSError, ValueError, KeyError, TypeError):
             raise ValueError(f"{record} was not written by sslse-analyze (no analysis record); "
                              "it would be overwritten: choose another --out") from None

@@ -171,3 +171,17 @@ def test_analysis_never_overwrites_files_it_did_not_write(tmp_path):
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(ValueError, match="an empty manifest"):
         analyze(str(cfg), str(tmp_path / "empty.json"), str(tmp_path / "out2"), n_pairs=2)
+
+
+def test_a_score_summary_with_sources_is_no_analysis_record(tmp_path):
+    """benchmarks/peers.py writes summary.json with score tables and a ``sources`` key (the
+    systems scored elsewhere): an analysis into that folder must refuse it, not replace it."""
+    cfg = tmp_path / "tiny_wavlm.json"
+    cfg.write_text(json.dumps(tiny_config()))
+    peers = tmp_path / "peers_set"
+    peers.mkdir()
+    record = {"metrics": ["pesq"], "systems": {"Noisy": {"n": 2}}, "set": "dns3", "sources": {}, "timing": {}}
+    (peers / "summary.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="not written by sslse-analyze"):
+        analyze(str(cfg), _manifest(tmp_path), str(peers), n_pairs=2)
+    assert json.loads((peers / "summary.json").read_text()) == record
