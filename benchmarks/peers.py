@@ -459,6 +459,8 @@ def _pairs(values: list[str], what: str, sep: str = "=") -> dict[str, str]:
         if sep not in v:
             raise SystemExit(f"{what}: expected NAME{sep}VALUE, got {v!r}")
         k, val = v.split(sep, 1)
+        if k.strip() in out:  # a dict would keep only the last one, silently
+            raise SystemExit(f"{what}: {k.strip()!r} given twice")
         out[k.strip()] = val
     return out
 

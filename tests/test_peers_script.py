@@ -216,3 +216,17 @@ def test_a_scores_csv_with_two_rows_of_one_utterance_is_refused(tmp_path):
     path.write_text("id,pesq,floored,error\na,2.0,,\nb,2.5,,reference: unreadable\n")
     rows, missing = peers.read_scores_csv(str(path), ["a", "b"])
     assert not missing and not rows[1]["error"].startswith("reference:")  # cannot drop b for everyone
+
+
+def test_a_name_given_twice_is_refused_not_dropped(tmp_path):
+    """Two --scores (or --set, --model, --note) with one name: a dict would keep only the
+    last, and the first system would be missing from the tables without a word."""
+    clean, noisy, fake = _tiny_set(tmp_path)
+    plain = _two_row_csv(tmp_path / "scores_plain.csv")
+    with pytest.raises(SystemExit, match="given twice"):
+        peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"mine:tiny={fake}",
+                    "--scores", f"mine:tiny={plain}", "--out", str(tmp_path / "out"), "--workers", "1"])
+    with pytest.raises(SystemExit, match="given twice"):
+        peers.main(["--set", f"tiny={clean}:{noisy}", "--set", f"tiny={noisy}:{clean}", "--peers",
+                    "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert not (tmp_path / "out").exists()
