@@ -552,7 +552,7 @@ def main(argv=None) -> dict:
     audio_ctx = contextlib.nullcontext(args.out) if args.keep_audio else tempfile.TemporaryDirectory(prefix="peers-")
     record = {"command": shlex.join(["python", "benchmarks/peers.py", *(argv if argv is not None else sys.argv[1:])]),
               "peers": {p.label: p.info() for p in peers},
-              "models": {k: v for k, v in _pairs(args.model, "--model").items()}, "sets": {}}
+              "models": {k: v for k, v in _pairs(args.model, "--model").items()}, "device": args.device, "sets": {}}
     with audio_ctx as audio_root:
         for name, (clean, noisy) in sets.items():
             set_notes = notes[name]
@@ -589,7 +589,9 @@ def write_combined(out: str, record: dict) -> None:
         lines += [s["table"]]
         if s["timing"]:
             t = ", ".join(f"{k} {v['enhance_s']:.1f} s (RTF {v['rtf']:.3f})" for k, v in s["timing"].items())
-            lines += ["", f"Enhancement time on CPU: {t}."]
+            device = record.get("device", "cpu")  # peers run on the CPU, --model systems on --device
+            where = "CPU" if device == "cpu" or not record["models"] else f"CPU (peers) and {device} (--model systems)"
+            lines += ["", f"Enhancement time on {where}: {t}."]
     lines += ["", f"Wall time of the run: {record['wall_s']:.0f} s.", ""]
     with open(os.path.join(out, "peers.md"), "w") as f:
         f.write("\n".join(lines))

@@ -230,3 +230,24 @@ def test_a_name_given_twice_is_refused_not_dropped(tmp_path):
         peers.main(["--set", f"tiny={clean}:{noisy}", "--set", f"tiny={noisy}:{clean}", "--peers",
                     "--out", str(tmp_path / "out"), "--workers", "1"])
     assert not (tmp_path / "out").exists()
+
+
+def test_timing_names_the_device_the_models_ran_on(tmp_path, monkeypatch):
+    """--device cuda runs the --model systems on the GPU: peers.md may not call their
+    enhancement time CPU time (a GPU's real-time factor beside the peers' CPU ones)."""
+    import shutil
+
+    import speechbrain_sslse.inference
+
+    class Copy:  # stand-in model: its output is its input
+        def enhance_file(self, noisy, target):
+            shutil.copyfile(noisy, target)
+
+    monkeypatch.setattr(speechbrain_sslse.inference, "load_model", lambda path, device="cpu": Copy())
+    clean, noisy, _ = _tiny_set(tmp_path)
+    out = tmp_path / "out"
+    record = peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--model", "mine=somewhere",
+                         "--device", "cuda:0", "--out", str(out), "--workers", "1"])
+    assert record["device"] == "cuda:0"
+    text = open(out / "peers.md").read()
+    assert "Enhancement time on CPU:" not in text and "cuda:0 (--model systems)" in text
