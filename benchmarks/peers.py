@@ -528,6 +528,15 @@ def main(argv=None) -> dict:
                 evaluation.check_system_name(label)  # "Noisy" is the input's row
         if len(set(rows)) != len(rows):
             raise SystemExit(f"set {name}: two systems share a name: {rows}")
+        # the tables' rows (notes included) and enhanced-audio folders by file name: before any work,
+        # not after it (write_results refuses two rows of one scores_<slug>.csv)
+        files: dict[str, str] = {f"scores_{evaluation._slug(evaluation.NOISY)}.csv": evaluation.NOISY}
+        for label in rows:
+            row = label + (f" ({notes[name][label]})" if label in notes[name] else "")
+            for key in [f"scores_{evaluation._slug(row)}.csv"] + ([f"{_slug(label)}/"] if label in labels else []):
+                clash = files.setdefault(key, row)
+                if clash != row:
+                    raise SystemExit(f"set {name}: systems {clash!r} and {row!r} would share {key}; rename one")
     unchecked = {name: check_csv_audio(name, clean, noisy, extra[name]) for name, (clean, noisy) in sets.items()}
     if args.dnsmos:
         try:

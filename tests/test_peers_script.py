@@ -251,3 +251,19 @@ def test_timing_names_the_device_the_models_ran_on(tmp_path, monkeypatch):
     assert record["device"] == "cuda:0"
     text = open(out / "peers.md").read()
     assert "Enhancement time on CPU:" not in text and "cuda:0 (--model systems)" in text
+
+
+def test_names_that_share_a_file_name_are_refused_before_any_work(tmp_path):
+    """"a b" and "a_b" both write scores_a_b.csv: write_results refused that only after
+    every system was enhanced and scored (a traceback, no tables); now before the work."""
+    clean, noisy, fake = _tiny_set(tmp_path)
+    plain = _two_row_csv(tmp_path / "scores_plain.csv")
+    with pytest.raises(SystemExit, match="'a b' and 'a_b' would share scores_a_b.csv"):
+        peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"a b:tiny={fake}",
+                    "--scores", f"a_b:tiny={plain}", "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert not (tmp_path / "out").exists()
+    # a note tells them apart in the tables
+    peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"a b:tiny={fake}",
+                "--scores", f"a_b:tiny={plain}", "--note", "a_b:tiny=scored elsewhere",
+                "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert (tmp_path / "out" / "tiny" / "scores_a_b.csv").exists()
