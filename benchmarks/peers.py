@@ -528,6 +528,9 @@ def main(argv=None) -> dict:
                 evaluation.check_system_name(label)  # "Noisy" is the input's row
         if len(set(rows)) != len(rows):
             raise SystemExit(f"set {name}: two systems share a name: {rows}")
+        stray = [label for label in notes[name] if label not in rows]
+        if stray:  # a mistyped name: its row would go without the note (e.g. "noise seen in training")
+            raise SystemExit(f"--note {stray[0]}:{name}: no system of that name on {name} (systems: {', '.join(rows)})")
         # the tables' rows (notes included) and enhanced-audio folders by file name: before any work,
         # not after it (write_results refuses two rows of one scores_<slug>.csv)
         files: dict[str, str] = {f"scores_{evaluation._slug(evaluation.NOISY)}.csv": evaluation.NOISY}

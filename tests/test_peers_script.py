@@ -267,3 +267,13 @@ def test_names_that_share_a_file_name_are_refused_before_any_work(tmp_path):
                 "--scores", f"a_b:tiny={plain}", "--note", "a_b:tiny=scored elsewhere",
                 "--out", str(tmp_path / "out"), "--workers", "1"])
     assert (tmp_path / "out" / "tiny" / "scores_a_b.csv").exists()
+
+
+def test_a_note_for_no_system_is_refused(tmp_path):
+    """A note is a caveat on a row ("noise seen in training"): a mistyped system name in
+    --note dropped it without a word."""
+    clean, noisy, fake = _tiny_set(tmp_path)
+    with pytest.raises(SystemExit, match="--note fak:tiny: no system of that name"):
+        peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
+                    "--note", "fak:tiny=noise seen in training", "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert not (tmp_path / "out").exists()
