@@ -240,3 +240,19 @@ def test_speakers_of_nested_and_overlapping_layouts(sources, tmp_path):
     with pytest.raises(ValueError, match="1 silent speech file.*silent.wav"):
         simulate([str(quiet)], [noise], str(tmp_path / "c"))
     assert not (tmp_path / "c").exists()
+
+
+def test_noises_in_two_folders_of_one_name_are_told_apart(sources, tmp_path):
+    """--noise x/noise y/noise, both holding noise0.wav and noise1.wav: named by the folder's
+    name and the path below it, the four recordings were two names, so the train and test
+    lists showed one name on both sides and a mixture's record could not say which file."""
+    files = sorted(glob.glob(os.path.join(sources[1], "*")))
+    roots = [tmp_path / "x" / "noise", tmp_path / "y" / "noise"]
+    for k, root in enumerate(roots):
+        root.mkdir(parents=True)
+        for j in range(2):
+            shutil.copy(files[2 * k + j], root / f"noise{j}.wav")
+    s = simulate([sources[0]], [str(r) for r in roots], str(tmp_path / "out"), test_fraction=0.25,
+                 noise_test_fraction=0.5)
+    names = s["train_noises"] + s["test_noises"]
+    assert len(set(names)) == 4 and not set(s["train_noises"]) & set(s["test_noises"])
