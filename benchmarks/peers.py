@@ -434,7 +434,10 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
     # rows scored here carry this set's pair digests (CSV rows keep theirs: check_csv_audio)
     evaluation.stamp_pairs({k: v for k, v in results.items() if k not in csv_rows}, items)
     meta = {"set": name, "clean": clean_dir, "noisy": noisy_dir, "n_pairs": len(items),
-            "sources": dict(extra), "unchecked": dict(unchecked or {}), "timing": timing}
+            "sources": dict(extra), "unchecked": dict(unchecked or {}), "timing": timing,
+            # which weights each --model row measured: export.py refuses them for a model of other weights
+            "weights": {label + (f" ({notes[label]})" if label in notes else ""): m.mods.enhancer.weights_digest()
+                        for label, m in models.items()}}
     summary = evaluation.write_results(os.path.join(out, name), results, meta)
     systems = summary["systems"]
     table = table_with_n(systems)

@@ -428,3 +428,9 @@ def test_card_refuses_scores_measured_with_other_weights(tmp_path):
     for meta in ({"weights": model.weights_digest()}, {}):
         res = export(**meta)
         assert res.returncode == 0, res.stderr[-2000:]
+    # benchmarks/peers.py records one digest per --model row
+    res = export(weights={"mine": other.weights_digest(), "Noisy": None})
+    assert res.returncode != 0 and "other weights" in res.stderr, res.stderr[-2000:]
+    for digests in ({"mine": model.weights_digest()}, {"someone else": other.weights_digest()}):
+        res = export(weights=digests)
+        assert res.returncode == 0, res.stderr[-2000:]

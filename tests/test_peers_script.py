@@ -240,6 +240,8 @@ def test_timing_names_the_device_the_models_ran_on(tmp_path, monkeypatch):
     import speechbrain_sslse.inference
 
     class Copy:  # stand-in model: its output is its input
+        mods = type("Mods", (), {"enhancer": type("Enhancer", (), {"weights_digest": lambda self: "d1g35t"})()})()
+
         def enhance_file(self, noisy, target):
             shutil.copyfile(noisy, target)
 
@@ -251,6 +253,8 @@ def test_timing_names_the_device_the_models_ran_on(tmp_path, monkeypatch):
     assert record["device"] == "cuda:0"
     text = open(out / "peers.md").read()
     assert "Enhancement time on CPU:" not in text and "cuda:0 (--model systems)" in text
+    # which weights the row measured, for export.py's check
+    assert json.load(open(out / "tiny" / "summary.json"))["weights"] == {"mine": "d1g35t"}
 
 
 def test_names_that_share_a_file_name_are_refused_before_any_work(tmp_path):

@@ -406,7 +406,10 @@ def export(recipe_folder: str, out_folder: str, name: str | None = None, summari
     enhancer = interface.mods.enhancer
     digest = enhancer.weights_digest()
     for label, summary in loaded.items():  # scores of other weights must not go on this card
-        if summary.get("weights") not in (None, digest):
+        measured = summary.get("weights")
+        if isinstance(measured, dict):  # one digest per --model row (benchmarks/peers.py)
+            measured = measured.get(name)
+        if measured not in (None, digest):
             raise ConfigError(f"--summary {label}: measured with other weights than the model exported here "
                               f"(summary.json of {summary.get('model', 'another model')}: another checkpoint, "
                               "seed or a later training); evaluate this model again")
