@@ -219,6 +219,8 @@ def earlier_analysis(out_dir: str, labels) -> list[str]:
     which a new one for ``labels`` replaces. ``ValueError`` (before any work) when the
     folder holds a summary.json that is no analysis record (an evaluation's, say) or a file
     the new analysis would write that no earlier analysis wrote: neither is overwritten."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"{out_dir}: is a file; give a folder for the analysis")
     record = os.path.join(out_dir, "summary.json")
     earlier: list[str] = []
     if os.path.exists(record):

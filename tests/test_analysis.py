@@ -185,3 +185,22 @@ def test_a_score_summary_with_sources_is_no_analysis_record(tmp_path):
     with pytest.raises(ValueError, match="not written by sslse-analyze"):
         analyze(str(cfg), _manifest(tmp_path), str(peers), n_pairs=2)
     assert json.loads((peers / "summary.json").read_text()) == record
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    """--out naming a file: one clear error before the encoder runs (it was a FileExistsError
+    from makedirs after every distance had been computed)."""
+    import speechbrain_sslse.analysis as analysis
+
+    cfg = tmp_path / "tiny_wavlm.json"
+    cfg.write_text(json.dumps(tiny_config()))
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("distances computed before --out was checked")
+
+    monkeypatch.setattr(analysis, "cn_distances", no_work)
+    with pytest.raises(ValueError, match="is a file"):
+        analyze(str(cfg), _manifest(tmp_path), str(out), n_pairs=2)
+    assert out.read_text() == "mine"
