@@ -543,6 +543,11 @@ def main(argv=None) -> dict:
                 clash = files.setdefault(key, row)
                 if clash != row:
                     raise SystemExit(f"set {name}: systems {clash!r} and {row!r} would share {key}; rename one")
+    for name in sets:  # a file, or another tool's summary.json: refused now, not by write_results after the work
+        try:
+            evaluation.check_results_folder(os.path.join(args.out, name))
+        except ValueError as err:
+            raise SystemExit(f"--out: {err}")
     unchecked = {name: check_csv_audio(name, clean, noisy, extra[name]) for name, (clean, noisy) in sets.items()}
     if args.dnsmos:
         try:

@@ -281,3 +281,17 @@ def test_a_note_for_no_system_is_refused(tmp_path):
         peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
                     "--note", "fak:tiny=noise seen in training", "--out", str(tmp_path / "out"), "--workers", "1"])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_set_folder_holding_another_tools_summary_is_refused_before_any_work(tmp_path):
+    """<out>/<set>/summary.json of an analysis (or a user's file): write_results refused it only
+    after every system was enhanced and scored, with a traceback; now before the work."""
+    clean, noisy, fake = _tiny_set(tmp_path)
+    (tmp_path / "out" / "tiny").mkdir(parents=True)
+    record = tmp_path / "out" / "tiny" / "summary.json"
+    record.write_text(json.dumps({"pairs": 2, "sources": {"wavlm": None}}))
+    with pytest.raises(SystemExit, match="not written by an evaluation"):
+        peers.main(["--set", f"tiny={clean}:{noisy}", "--peers", "--scores", f"fake:tiny={fake}",
+                    "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert json.loads(record.read_text()) == {"pairs": 2, "sources": {"wavlm": None}}
+    assert sorted(os.listdir(tmp_path / "out")) == ["tiny"]
