@@ -264,6 +264,10 @@ def simulate(
     pair_names = []
     for spec in train_noise_pairs:  # training only: never in the valid or test split
         extra = pair_noises(spec)
+        twice = sorted(set(extra) & set(noise_cache))
+        if twice:  # one name for two noises: the later would replace the earlier in the render
+            raise ValueError(f"--train_noise_pairs: {twice[0][len('pair:'):]} is in two pair folders (the second: "
+                             f"{spec}); give each pair folder once, with file names of their own")
         noise_cache.update(extra)
         pair_names += sorted(extra)
     silent = [labels.get(p, p) for p, wav in noise_cache.items() if not np.any(wav)]

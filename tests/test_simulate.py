@@ -256,3 +256,24 @@ def test_noises_in_two_folders_of_one_name_are_told_apart(sources, tmp_path):
                  noise_test_fraction=0.5)
     names = s["train_noises"] + s["test_noises"]
     assert len(set(names)) == 4 and not set(s["train_noises"]) & set(s["test_noises"])
+
+
+def test_two_pair_folders_with_one_file_name_both_stay_training_noises(sources, tmp_path):
+    """--train_noise_pairs a/clean:a/noisy b/clean:b/noisy, both holding x.wav: the two noises
+    were one name, the second replacing the first in the render (the first never mixed in)
+    while the name was listed twice; each must be its own noise (or one clear error)."""
+    names = sorted(os.path.basename(p) for p in glob.glob(TRAIN_NOISY + "/*.wav"))[:2]
+    specs = []
+    for k, sub in enumerate(("a", "b")):
+        for part, src in (("clean", TRAIN_CLEAN), ("noisy", TRAIN_NOISY)):
+            (tmp_path / sub / part).mkdir(parents=True)
+            shutil.copy(os.path.join(src, names[k]), tmp_path / sub / part / "x.wav")
+        specs.append(f"{tmp_path / sub / 'clean'}:{tmp_path / sub / 'noisy'}")
+    try:
+        s = simulate([sources[0]], [sources[1]], str(tmp_path / "out"), train_mixtures=8,
+                     train_noise_pairs=tuple(specs))
+    except ValueError as err:
+        assert "x.wav" in str(err)
+        return
+    pairs = [n for n in s["train_noises"] if n.startswith("pair:")]
+    assert len(pairs) == len(set(pairs)) == 2
