@@ -434,3 +434,19 @@ def test_card_refuses_scores_measured_with_other_weights(tmp_path):
     for digests in ({"mine": model.weights_digest()}, {"someone else": other.weights_digest()}):
         res = export(weights=digests)
         assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_a_new_example_never_writes_through_a_linked_example(tmp_path):
+    """example.wav in the folder a link to a recording of the user's: exporting with another
+    --example replaces the link, it does not copy the new clip's bytes into that recording."""
+    clips = sorted(glob.glob(os.path.join(MINI_SET, "noisy_testset_wav", "*.wav")))
+    mine = tmp_path / "my_recording.wav"
+    shutil.copyfile(clips[0], mine)
+    before = mine.read_bytes()
+    folder = tmp_path / "model"
+    model = EnhancementModel(None, input="spectrum", hidden_size=16, num_layers=1)
+    save_model_folder(model, str(folder))
+    os.symlink(mine, folder / "example.wav")
+    save_model_folder(model, str(folder), example=clips[1])
+    assert mine.read_bytes() == before
+    assert (folder / "example.wav").read_bytes() == open(clips[1], "rb").read()
