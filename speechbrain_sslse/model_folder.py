@@ -22,13 +22,12 @@ import json
 import logging
 import os
 import re
-import shutil
 from typing import Any, Callable
 
 import torch
 import yaml
 
-from .output_plan import write_text_atomic
+from .output_plan import copy_file_atomic, write_text_atomic
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -218,7 +217,7 @@ def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hpa
         except Exception:  # noqa: BLE001 - MP3 through our own reader, not libsndfile
             is_wav = False
         if is_wav:
-            _copy_replacing(example, target)
+            copy_file_atomic(example, target)  # (a linked example.wav is replaced, not written through)
         else:
             write_audio(target, wav, rate)
     copied = copy.deepcopy(model).cpu()
@@ -231,24 +230,6 @@ def enhance_example(model: torch.nn.Module, example: str, out_folder: str, **hpa
     if not _holds_samples(enhanced, out, rate):
         write_audio(enhanced, out, rate)
     return enhanced
-
-
-def _copy_replacing(src: str, dst: str) -> None:
-    """Copies ``src`` to ``dst`` through a temporary file and a rename, so a ``dst`` that is a
-    link (symbolic or hard) to a file of the user's is replaced, never written through."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dst)), prefix=f".{os.path.basename(dst)}.")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # (mkstemp makes 0600) the mode a plain copy gets
-        os.replace(tmp, dst)
-    except BaseException:
-        os.remove(tmp)
-        raise
 
 
 def _holds_samples(path: str, wav: torch.Tensor, rate: int) -> bool:
@@ -323,7 +304,7 @@ def save_model_folder(model: torch.nn.Module, out_folder: str, card: str | None 
          "weights": weights.tolist() if weights is not None else []}, indent=1))
     target = os.path.join(out_folder, "custom_interface.py")
     if os.path.abspath(target) != CUSTOM_INTERFACE:
-        _copy_replacing(CUSTOM_INTERFACE, target)
+        copy_file_atomic(CUSTOM_INTERFACE, target)
     if example is not None:
         enhance_example(model, example, out_folder, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
                         batch_size=batch_size)

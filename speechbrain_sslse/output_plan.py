@@ -17,6 +17,7 @@ import functools
 import glob
 import json
 import os
+import shutil
 import tempfile
 import unicodedata
 from typing import Iterable, Sequence
@@ -35,6 +36,20 @@ def write_text_atomic(path: str, text: str, errors: str = "strict") -> None:
     replaced by it); the result keeps the mode the old file had, or the umask's default.
     ``errors``: how characters UTF-8 cannot encode are written ("backslashreplace" for tables
     meant to be read, where a file name that is not UTF-8 must not stop the write)."""
+    _replace_atomically(path, lambda f: f.write(text.encode("utf-8", errors=errors)))
+
+
+def copy_file_atomic(src: str, dst: str) -> None:
+    """Copies ``src`` to ``dst`` as ``write_text_atomic`` writes: a ``dst`` that is a link
+    (symbolic or hard) to a file of the user's is replaced, never written through."""
+    with open(src, "rb") as source:
+        _replace_atomically(dst, lambda f: shutil.copyfileobj(source, f))
+
+
+def _replace_atomically(path: str, write) -> None:
+    """``write(binary file)`` into a fresh temporary file beside ``path``, fsync, the mode
+    ``path`` had (or the umask's default), rename over ``path``; the temporary file never
+    outlives a failure."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         mode = os.stat(path).st_mode & 0o7777
@@ -44,8 +59,8 @@ def write_text_atomic(path: str, text: str, errors: str = "strict") -> None:
         mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors=errors) as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
