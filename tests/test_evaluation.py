@@ -1,5 +1,6 @@
 """Evaluate / score commands: Noisy row, per-file errors, outputs, README table."""
 import csv
+import glob
 import json
 import os
 import shutil
@@ -284,3 +285,26 @@ def test_a_reused_out_folder_keeps_another_evaluations_results(tmp_path):
     assert (out / "summary.json").read_text() == before and not (out / "scores_B.csv").exists()
     again = evaluation.score_folders(str(est), CLEAN, str(out), "A", workers=1)
     assert again["systems"]["A"]["pesq"]["n"] == 5
+
+
+def test_results_table_never_replaces_the_readme_block_with_nothing(tmp_path):
+    """``--write`` from a root without summaries (a wrong --root) emptied the README's results
+    block; markers in the wrong order were a traceback."""
+    script = os.path.join(RECIPE, "results_table.py")
+    readme = "intro\n<!-- results:start -->\nmy table\n<!-- results:end -->\nrest\n"
+    (tmp_path / "README.md").write_text(readme)
+    res = subprocess.run([sys.executable, script, "--root", str(tmp_path), "--write"], capture_output=True, text=True)
+    assert res.returncode == 2 and "not changed" in res.stderr and "Traceback" not in res.stderr
+    assert (tmp_path / "README.md").read_text() == readme
+    summary = tmp_path / "pretrained" / "m" / "eval" / "t"
+    summary.mkdir(parents=True)
+    shipped = sorted(glob.glob(os.path.join(ROOT, "pretrained", "*", "eval", "*", "summary.json")))[0]
+    shutil.copy(shipped, summary / "summary.json")
+    swapped = "intro\n<!-- results:end -->\nmy table\n<!-- results:start -->\nrest\n"
+    (tmp_path / "README.md").write_text(swapped)
+    res = subprocess.run([sys.executable, script, "--root", str(tmp_path), "--write"], capture_output=True, text=True)
+    assert res.returncode == 2 and "after it" in res.stderr and "Traceback" not in res.stderr
+    assert (tmp_path / "README.md").read_text() == swapped
+    (tmp_path / "README.md").write_text(readme)
+    res = subprocess.run([sys.executable, script, "--root", str(tmp_path), "--write"], capture_output=True, text=True)
+    assert res.returncode == 0 and "**m** on `t`" in (tmp_path / "README.md").read_text()

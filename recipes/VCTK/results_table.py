@@ -18,6 +18,7 @@ from speechbrain_sslse.output_plan import write_text_atomic
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
+EMPTY = "No evaluation summaries yet."
 
 
 def render_peers(root: str) -> str:
@@ -33,7 +34,7 @@ def render_peers(root: str) -> str:
 def render(root: str) -> str:
     paths = sorted(glob.glob(os.path.join(root, "pretrained", "*", "eval", "*", "summary.json")))
     if not paths:
-        return "No evaluation summaries yet."
+        return EMPTY
     peers = render_peers(root)
     parts = [peers, "### Each shipped model on its test sets"] if peers else []
     for path in paths:
@@ -54,14 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.write:
         print(text)
         return 0
+    if text == EMPTY:  # (a wrong --root, say) the README's results would be replaced by nothing
+        print(f"error: no pretrained/*/eval/*/summary.json below {os.path.abspath(args.root)}; README.md "
+              "not changed", file=sys.stderr)
+        return 2
     readme_path = os.path.join(args.root, "README.md")
     try:
         readme = open(readme_path, encoding="utf-8").read()
     except OSError as err:
         print(f"error: {readme_path}: {err.strerror}", file=sys.stderr)
         return 2
-    if readme.count(START) != 1 or readme.count(END) != 1:
-        print(f"error: {readme_path} needs one {START} and one {END} line around the results", file=sys.stderr)
+    if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
+        print(f"error: {readme_path} needs one {START} line and, after it, one {END} line around the results",
+              file=sys.stderr)
         return 2
     head, rest = readme.split(START)
     tail = rest.split(END)[1]
