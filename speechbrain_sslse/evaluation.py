@@ -305,11 +305,23 @@ def check_results_folder(out_dir: str, systems: Iterable[str] | None = None, met
         return
     theirs = sorted(set(earlier["systems"]) - {NOISY})
     source = next((f"{earlier[k]}" for k in ("model", "estimates")
-                   if k in (meta or {}) and earlier.get(k) not in (None, meta[k])), None)
+                   if k in (meta or {}) and earlier.get(k) is not None
+                   and not _same_place(str(earlier[k]), str(meta[k]), out_dir)), None)
     if theirs != sorted(set(systems) - {NOISY}) or source:
         raise ValueError(f"{out_dir} holds the results of {', '.join(theirs) or 'another run'}"
                          f"{f' ({source})' if source else ''}; this run would replace them: choose another "
                          "--out (or delete that folder first)")
+
+
+def _same_place(recorded: str, given: str, out_dir: str) -> bool:
+    """Whether a model or estimate folder recorded in a summary is ``given``: the same text, or
+    the same folder once resolved. A relative record (a summary committed with the repository)
+    is read from the working folder or from the summary's own folder, so a rerun in another
+    checkout is still the same evaluation."""
+    if recorded == given:
+        return True
+    bases = [""] if os.path.isabs(recorded) else [os.getcwd(), os.path.abspath(out_dir)]
+    return any(os.path.realpath(os.path.join(b, recorded)) == os.path.realpath(given) for b in bases)
 
 
 def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | None = None) -> dict:

@@ -308,3 +308,24 @@ def test_results_table_never_replaces_the_readme_block_with_nothing(tmp_path):
     (tmp_path / "README.md").write_text(readme)
     res = subprocess.run([sys.executable, script, "--root", str(tmp_path), "--write"], capture_output=True, text=True)
     assert res.returncode == 0 and "**m** on `t`" in (tmp_path / "README.md").read_text()
+
+
+def test_a_committed_summary_with_a_relative_estimate_folder_is_rerun_in_place(tmp_path, monkeypatch):
+    """The README's DNSMOS loop reruns into docs/dnsmos_clean/*, whose committed summaries
+    record the estimate folder relative to the repository: compared as text with an absolute
+    path, a rerun of the very same evaluation was refused as another's."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "est").mkdir()
+    shutil.copy(os.path.join(NOISY, "0015.wav"), tmp_path / "est" / "0015.wav")
+    evaluation.score_folders("est", CLEAN, "out", "A", workers=1)
+    record = json.load(open(tmp_path / "out" / "summary.json"))
+    record["estimates"] = "est"  # as committed
+    (tmp_path / "out" / "summary.json").write_text(json.dumps(record))
+    assert "A" in evaluation.score_folders("est", CLEAN, "out", "A", workers=1)["systems"]
+    record["estimates"] = "../est"  # relative to the summary's own folder
+    (tmp_path / "out" / "summary.json").write_text(json.dumps(record))
+    assert "A" in evaluation.score_folders("est", CLEAN, "out", "A", workers=1)["systems"]
+    (tmp_path / "other").mkdir()
+    shutil.copy(os.path.join(NOISY, "0015.wav"), tmp_path / "other" / "0015.wav")
+    with pytest.raises(ValueError, match="holds the results of A"):
+        evaluation.score_folders("other", CLEAN, "out", "A", workers=1)
