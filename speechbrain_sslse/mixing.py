@@ -31,6 +31,32 @@ def load_mixing_audio(path: str) -> np.ndarray:
     return read_mono_16k(path, downmix=True).numpy().astype(np.float64)
 
 
+#: Exact-zero runs at least this long (0.25 s) are cut out of a noise: a crop inside one held
+#: no noise at all, yet its mixture was labelled with the SNR drawn for it.
+DIGITAL_SILENCE = SAMPLE_RATE // 4
+
+
+def without_digital_silence(noise: np.ndarray, min_run: int = DIGITAL_SILENCE) -> np.ndarray:
+    """``noise`` without its runs of exact zeros of ``min_run`` samples or more (gaps an
+    editor or a recorder left; real background noise is never exactly 0 for long). Shorter
+    runs stay, so a recording without such gaps is returned as it is."""
+    zero = np.concatenate([[False], noise == 0, [False]])
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]
+    long = ends - starts >= min_run
+    if not long.any():
+        return noise
+    keep = np.ones(len(noise), dtype=bool)
+    for a, b in zip(starts[long], ends[long]):
+        keep[a:b] = False
+    return noise[keep]
+
+
+def load_noise(path: str) -> np.ndarray:
+    """A noise recording for mixing: ``load_mixing_audio`` without its digital silence."""
+    return without_digital_silence(load_mixing_audio(path))
+
+
 def power(x: np.ndarray) -> float:
     """Mean power, floored at 1e-20 so a silent signal never divides by zero."""
     return max(float(np.mean(x**2)), 1e-20)
@@ -214,7 +240,7 @@ class DynamicMixDataset(torch.utils.data.Dataset):
         self.noise_names: list[str] = []
         self.noises: list[np.ndarray] = []
         for path in sorted(noise):
-            self._add_noise(path, load_mixing_audio(path))
+            self._add_noise(path, load_noise(path))
         for spec in noise_pairs:
             for name, wav in pair_noises(spec).items():
                 self._add_noise(name, wav)
@@ -341,7 +367,7 @@ def pair_noises(spec: str) -> dict[str, np.ndarray]:
         clean, noisy = load_mixing_audio(clean_path), load_mixing_audio(noisy_path)
         if len(clean) != len(noisy):
             raise ValueError(f"{name}: clean and noisy lengths differ ({len(clean)} vs {len(noisy)}); pairs must be aligned")
-        out[f"pair:{name}"] = noisy - clean
+        out[f"pair:{name}"] = without_digital_silence(noisy - clean)
     if not out:
         raise ValueError(f"no audio files in {noisy_dir}")
     return out

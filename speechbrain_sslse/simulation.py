@@ -45,7 +45,7 @@ import numpy as np
 from .audio import SAMPLE_RATE, AudioError, list_audio, same_or_inside, sf_path, write_audio
 from .data_prep import SUBSETS
 from .output_plan import write_text_atomic
-from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, mix, pair_noises
+from .mixing import TEST_SNRS, TRAIN_SNRS, load_mixing_audio, load_noise, mix, pair_noises
 from .progress import progress_bar
 
 _LIBRI = re.compile(r"^(\d+)-\d+-\d+$")  # LibriSpeech: 84-121123-0000
@@ -260,7 +260,7 @@ def simulate(
         valid_noise = train_noise
         if noise_valid_fraction > 0:
             train_noise, valid_noise = split_groups(groups, train_noise, noise_valid_fraction, split_rng)
-    noise_cache = {p: load_mixing_audio(p) for p in noises}
+    noise_cache = {p: load_noise(p) for p in noises}
     pair_names = []
     for spec in train_noise_pairs:  # training only: never in the valid or test split
         extra = pair_noises(spec)

@@ -274,3 +274,23 @@ def test_static_set_crops_are_a_function_of_seed_epoch_and_index():
                                                                                                dtype=torch.float64))
     first, repeat = _crops(straight, 2, [0, 3])  # the same pair, two different crops
     assert first["id"] == repeat["id"] and not torch.equal(first["noisy_sig"], repeat["noisy_sig"])
+
+
+def test_a_noise_with_a_gap_of_digital_silence_never_gives_a_noiseless_mixture(tmp_path):
+    """A recording with seconds of exact zeros (an edited or paused recording): a crop inside
+    the gap held no noise, and its mixture was clean speech labelled with a drawn SNR."""
+    import soundfile as sf
+
+    from speechbrain_sslse.mixing import without_digital_silence
+
+    rng = np.random.default_rng(0)
+    gap = np.concatenate([0.1 * rng.standard_normal(8000), np.zeros(64000), 0.1 * rng.standard_normal(8000)])
+    sf.write(tmp_path / "gap.wav", gap, 16000, subtype="FLOAT")
+    short = 0.1 * rng.standard_normal(16000)
+    short[100:400] = 0  # a short run of zeros (a click removed) stays
+    assert len(without_digital_silence(short)) == len(short)
+    ds = DynamicMixDataset(CLEAN[:3], [str(tmp_path / "gap.wav")], items_per_epoch=40, crop=20480)
+    assert len(ds.noises[0]) == 16000
+    for i in range(40):
+        m = ds.mixture(i)
+        assert np.abs(m["noisy"] - m["clean"]).max() > 0, (i, m["snr_db"])
