@@ -88,14 +88,15 @@ def _read_mp3(path: str) -> tuple[np.ndarray, int, str | None]:
             raise AudioError(f"{path}: damaged or truncated MP3 (its header declares {declared} samples, "
                              f"{data.shape[0]} decode; libmpg123: {notes[0]}); re-copy or repair it")
         warnings.warn(f"{path}: libmpg123 reported a damaged stream but decoded its full length "
-                      f"({'; '.join(notes[:3])}); a skipped frame may be audible", DataWarning, stacklevel=4)
+                      f"({'; '.join(notes[:3])}); a skipped frame may be audible", DataWarning, stacklevel=3)
     return data, rate, None
 
 
 def _read_other(path: str) -> tuple[np.ndarray, int, str | None]:
     """(samples, rate, what is cut off or None) from one libsndfile open: the truncation
-    check that needs the header log (``_logged_truncation``) uses the same open, and only a WAV or an Ogg file is
-    looked at again (their checks read raw bytes that libsndfile does not report)."""
+    check that needs the header log (``_logged_truncation``) uses the same open, and only a
+    WAV or an Ogg file is looked at again (their checks read raw bytes that libsndfile does
+    not report)."""
     with sf.SoundFile(sf_path(path)) as f:
         container, log, rate = f.format, f.extra_info, f.samplerate
         data = f.read(dtype="float32", always_2d=True)
@@ -113,7 +114,8 @@ def read_audio(path: str) -> tuple[torch.Tensor, int]:
     """Returns (channels, samples) float32 in [-1, 1] (float files as stored) and the rate.
 
     Any failure becomes one ``AudioError`` naming the file: missing, a directory,
-    unreadable/corrupt, truncated (WAV, Ogg, MP3, AIFF, AU, W64, RF64, CAF), empty, or holding NaN / Inf samples.
+    unreadable/corrupt, truncated (WAV, Ogg, MP3, AIFF, AU, W64, RF64, CAF), empty, or
+    holding NaN / Inf samples.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
