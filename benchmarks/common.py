@@ -114,6 +114,7 @@ def write_json(path: str | None, result: dict) -> None:
         return
     import json
 
+    from speechbrain_sslse.output_plan import write_text_atomic
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+    write_text_atomic(path, json.dumps(result, indent=1))

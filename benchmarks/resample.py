@@ -10,10 +10,12 @@ of the rates: 44,101 -> 16,000 Hz is 16,000/44,101 in lowest terms).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import write_json  # noqa: E402
 
 RATES = (8000, 11127, 22050, 44100, 44101, 48000, 96000)
 CASE = r"""
@@ -70,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
             else:
                 print(f"| {rate} | {impl} | {r['status']} | | |", flush=True)
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"seconds_of_audio": args.seconds, "channels": 2, "to_rate": 16000, "rows": rows}, f, indent=1)
+    write_json(args.json, {"seconds_of_audio": args.seconds, "channels": 2, "to_rate": 16000, "rows": rows})
     return 0
 
 

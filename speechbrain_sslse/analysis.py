@@ -12,6 +12,7 @@ Curves are averaged over randomly sampled pairs (Eq. 3; per-pair curves are kept
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
@@ -130,15 +131,16 @@ def read_layer_weights(path: str) -> np.ndarray:
 
 # -- outputs ---------------------------------------------------------------------------
 def write_csv(path: str, layer_ids: Sequence[int], dist: np.ndarray, weights: np.ndarray | None) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["layer", "mean", "std", "mean_minmax", "weight", *[f"pair{i}" for i in range(len(dist))]])
-        mean = dist.mean(0)
-        norm = minmax(mean)
-        for j, layer in enumerate(layer_ids):
-            weight = "" if weights is None else f"{weights[j]:.6f}"
-            w.writerow([layer, f"{mean[j]:.6f}", f"{dist[:, j].std():.6f}", f"{norm[j]:.6f}", weight,
-                        *[f"{v:.6f}" for v in dist[:, j]]])
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["layer", "mean", "std", "mean_minmax", "weight", *[f"pair{i}" for i in range(len(dist))]])
+    mean = dist.mean(0)
+    norm = minmax(mean)
+    for j, layer in enumerate(layer_ids):
+        weight = "" if weights is None else f"{weights[j]:.6f}"
+        w.writerow([layer, f"{mean[j]:.6f}", f"{dist[:, j].std():.6f}", f"{norm[j]:.6f}", weight,
+                    *[f"{v:.6f}" for v in dist[:, j]]])
+    write_text_atomic(path, table.getvalue())
 
 
 def analyze(source: str, manifest: str, out_dir: str, n_pairs: int = 20, drop_last: int = 0, seed: int = 999,

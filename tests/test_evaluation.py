@@ -32,6 +32,10 @@ def test_scoring_noisy_as_enhanced_reproduces_the_noisy_row(tmp_path):
         assert noisy[m]["n"] == 5 and noisy[m]["ci95"] > 0
     rows = list(csv.DictReader(open(tmp_path / "scores_passthrough.csv")))
     assert [r["id"] for r in rows] == ["0015", "0016", "0072", "0398", "0523"]
+    # the Noisy row is the noisy files against their own references (not another folder's)
+    direct = [metrics.pesq_wb(sf.read(os.path.join(CLEAN, f"{r['id']}.wav"))[0], sf.read(os.path.join(NOISY, f"{r['id']}.wav"))[0])
+              for r in rows]
+    assert noisy["pesq"]["mean"] == pytest.approx(np.mean(direct), abs=1e-6)
     table = open(tmp_path / "summary.md").read()
     assert table.splitlines()[0] == "| system | n | floored | PESQ | CSIG | CBAK | COVL | STOI | SSNR |"
 
@@ -329,3 +333,23 @@ def test_a_committed_summary_with_a_relative_estimate_folder_is_rerun_in_place(t
     shutil.copy(os.path.join(NOISY, "0015.wav"), tmp_path / "other" / "0015.wav")
     with pytest.raises(ValueError, match="holds the results of A"):
         evaluation.score_folders("other", CLEAN, "out", "A", workers=1)
+
+
+def test_a_pair_too_long_for_pesq_is_left_out_of_every_row_and_named(tmp_path, capsys):
+    """Among usable pairs, one reference longer than PESQ scores is dropped from the Noisy row
+    and every system row alike (so the rows still compare) and named in the output."""
+    rng = np.random.default_rng(0)
+    for folder in ("clean", "noisy", "est"):
+        (tmp_path / folder).mkdir()
+    for name in sorted(os.listdir(NOISY))[:2]:
+        for folder, src in (("clean", CLEAN), ("noisy", NOISY), ("est", NOISY)):
+            shutil.copy(os.path.join(src, name), tmp_path / folder / name)
+    long = (0.1 * rng.standard_normal(int(metrics.PESQ_MAX_SECONDS * 16000) + 16000)).astype("float32")
+    for folder in ("clean", "noisy", "est"):
+        sf.write(tmp_path / folder / "long.wav", long, 16000)
+    summary = evaluation.score_folders(str(tmp_path / "est"), str(tmp_path / "clean"), str(tmp_path / "out"), "sys",
+                                       noisy_dir=str(tmp_path / "noisy"), workers=1)
+    assert summary["systems"]["Noisy"]["n"] == summary["systems"]["sys"]["n"] == 2
+    assert "long" in summary["dropped_references"]
+    assert "not scored for any system long" in capsys.readouterr().out
+    assert all(r["id"] != "long" for r in csv.DictReader(open(tmp_path / "out" / "scores_sys.csv")))

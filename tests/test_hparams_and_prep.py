@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from conftest import MINI_SET, RECIPE_ENV, ROOT, TRAIN
 
 from speechbrain_sslse.data_prep import PrepError, prepare_vctk
 from speechbrain_sslse.errors import ConfigError
-from speechbrain_sslse.hparams import load_hparams
+from speechbrain_sslse.hparams import load_hparams, resolved_yaml
 
 ROWS = sorted(glob.glob(os.path.join(ROOT, "hparams", "table*", "*.yaml"))) + [
     os.path.join(ROOT, "hparams", "wavlm_ws_log1p.yaml")
@@ -50,11 +51,12 @@ def test_row_builds_the_model_its_name_says(path, tiny_folders):
     expected_mode = next((v for k, v in mode.items() if f"_{k}" in name), "frozen")
     assert enh.ssl.mode == expected_mode
     assert enh.ssl.output == ("last" if "_ll" in name else "weighted_sum")
-    # the public hub id the row would use without the override
-    with open(path) as f:
-        text = f.read()
-    if "large" in name:
-        assert "microsoft/wavlm-large" in text
+    # the public hub id the row uses without the override (the checkpoints method.md names)
+    hub = {"wavlm_base": "microsoft/wavlm-base-plus", "wavlm_large": "microsoft/wavlm-large",
+           "hubert_base": "facebook/hubert-base-ls960", "wav2vec2_base": "facebook/wav2vec2-base",
+           "wavlm_": "microsoft/wavlm-base-plus"}  # (hparams/wavlm_ws_log1p.yaml: the README's example row)
+    source = re.search(r"^ssl_source: *(\S+)", resolved_yaml(path, {"data_folder": "/nonexistent"}), re.M).group(1)
+    assert source == next(v for k, v in hub.items() if name.startswith(k))
 
 
 def test_unknown_override_is_an_error():

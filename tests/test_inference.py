@@ -55,7 +55,9 @@ def test_export_folder_is_self_contained(trained):
 
 def test_matches_the_recipe_test_time_output(trained, model):
     run, _ = trained
-    for path in sorted(glob.glob(str(run / "enhanced_wavs" / "*.wav"))):
+    paths = sorted(glob.glob(str(run / "enhanced_wavs" / "*.wav")))
+    assert len(paths) == len(os.listdir(NOISY)) == 5
+    for path in paths:
         recipe_out, rate = sf.read(path, dtype="float32")
         ours = model.enhance_file(os.path.join(NOISY, os.path.basename(path)))
         assert rate == 16000 and ours.shape == recipe_out.shape
@@ -199,11 +201,17 @@ def test_shipped_model_cards_hold_their_measured_scores(name):
     results = front["model-index"][0]["results"]
     summaries = sorted(glob.glob(os.path.join(folder, "eval", "*", "summary.json")))
     assert len(results) == len(summaries) == 3
-    means = {m["type"]: m["value"] for r in results for m in r["metrics"] if r["dataset"]["name"].startswith("simulated")}
-    (sim_path,) = glob.glob(os.path.join(folder, "eval", "sim*test*", "summary.json"))  # each model's own split
-    sim = json.load(open(sim_path))["systems"][name]
-    for metric, value in means.items():
-        assert value == pytest.approx(sim[metric]["mean"], abs=1e-4)
+    # every card result against the summary of its test set (the folder its dataset type names)
+    folders = {"simulated-test": "sim_test_dm", "simulated-test-v1": "sim_v1_test",
+               "voicebank-demand-train-pairs-real": "vbd_train_real", "dns-3-synthetic-test-pairs-real": "dns3_real"}
+    assert sorted(os.path.join(folder, "eval", folders[r["dataset"]["type"]], "summary.json")
+                  for r in results) == summaries
+    for r in results:
+        measured = json.load(open(os.path.join(folder, "eval", folders[r["dataset"]["type"]], "summary.json")))
+        row = measured["systems"][name]
+        assert len(r["metrics"]) >= 6
+        for m in r["metrics"]:
+            assert m["value"] == pytest.approx(row[m["type"]]["mean"], abs=1e-4), (r["dataset"]["type"], m["type"])
 
 
 def test_bf16_cpu_path_stays_close_to_fp32(trained):

@@ -9,11 +9,11 @@ import soundfile as sf
 from speechbrain_sslse import data_prep, evaluation, simulation
 
 
-def _latin1_wav(tmp_path, rate, name=b"caf\xe9.wav"):
+def _latin1_wav(tmp_path, rate, name=b"caf\xe9.wav", gain=0.1):
     folder = os.fsencode(str(tmp_path))
     path = os.path.join(folder, name)
     with open(path, "wb") as f:
-        sf.write(f, (np.random.RandomState(0).randn(rate // 2) * 0.1).astype("float32"), rate, format="WAV")
+        sf.write(f, (np.random.RandomState(0).randn(rate // 2) * gain).astype("float32"), rate, format="WAV")
     return os.fsdecode(path)
 
 
@@ -29,6 +29,9 @@ def test_prep_refuses_a_name_the_training_loader_cannot_open(tmp_path, rate):
 
 def test_silence_check_and_rate_notes_open_such_names(tmp_path):
     path = _latin1_wav(tmp_path, 8000)
-    assert simulation.silent_files([path]) == []  # (was a UnicodeEncodeError)
+    silent = _latin1_wav(tmp_path, 8000, b"silenc\xe9.wav", gain=0.0)
+    # opened, not skipped as unreadable (it was a UnicodeEncodeError, and unreadable files are
+    # left to the renderer): the silent one is found
+    assert simulation.silent_files([path, silent]) == [silent]
     ref = _latin1_wav(tmp_path, 16000, b"r\xe9f.wav")
     assert any("8000" in n for n in [" ".join(evaluation.rate_notes([("u", ref, path)]))])

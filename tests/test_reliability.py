@@ -95,6 +95,22 @@ def test_corrupt_checkpoint_falls_back_or_fails_clearly(tmp_path):
         check_checkpoints(ckpter)
 
 
+@pytest.mark.parametrize("content", ["", "garbage: [unclosed", "just text"])
+def test_a_garbage_ckpt_yaml_falls_back_to_the_previous_checkpoint(tmp_path, content):
+    """The README's promise for an empty or garbage CKPT.yaml: set aside, the previous
+    checkpoint used (with only one checkpoint the recipe says so and exits: test_data_safety)."""
+    save = tmp_path / "save"
+    module = torch.nn.Linear(2, 2)
+    ckpter = AtomicCheckpointer(str(save), {"model": module})
+    first = ckpter.save_checkpoint(meta={"n": 1})
+    time.sleep(1.1)
+    second = ckpter.save_checkpoint(meta={"n": 2})
+    (second.path / "CKPT.yaml").write_text(content)
+    check_checkpoints(ckpter)
+    assert os.path.isdir(str(second.path) + ".corrupt") and not second.path.exists()
+    assert ckpter.recover_if_possible().path == first.path
+
+
 def _epoch_checkpoints(save, epochs):
     """An AtomicCheckpointer with one end-of-epoch checkpoint per epoch (weights = the epoch)."""
     module, counter = torch.nn.Linear(2, 2), EpochCounter(100)
