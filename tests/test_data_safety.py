@@ -717,3 +717,34 @@ def test_text_records_are_replaced_whole_keep_their_mode_and_spare_neighbours(tm
     with pytest.raises(OSError, match="No space"):
         write_text_atomic(str(target), "newer")
     assert target.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["README.md", "README.md.tmp"]
+
+
+def test_a_new_text_record_gets_the_umask_default_mode(tmp_path):
+    """A record written for the first time is 0666 less the umask (mkstemp alone makes 0600,
+    which would hide a shared experiment's manifests and tables from the group)."""
+    from speechbrain_sslse.output_plan import copy_file_atomic, write_text_atomic
+
+    old = os.umask(0o027)
+    try:
+        write_text_atomic(str(tmp_path / "new.json"), "{}")
+        copy_file_atomic(str(tmp_path / "new.json"), str(tmp_path / "copy.json"))
+    finally:
+        os.umask(old)
+    for name in ("new.json", "copy.json"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o640, name
+
+
+def test_a_socket_among_the_inputs_is_skipped_with_a_message(tmp_path, capsys):
+    import socket
+
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", SPEECH, 16000)
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(src / "sock.wav"))
+        code, io = _run([str(src), "-o", str(tmp_path / "out")], capsys)
+    finally:
+        server.close()
+    assert code == 1 and listed_outputs(tmp_path / "out") == ["a.wav"]  # (1: an input was not enhanced)
+    assert "sock.wav" in io.err and "not a regular file" in io.err
