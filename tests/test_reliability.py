@@ -75,13 +75,17 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert "test loss" in open(os.path.join(out, "train_log.txt")).read().splitlines()[-1]
 
 
-def test_corrupt_checkpoint_falls_back_or_fails_clearly(tmp_path):
-    save = tmp_path / "save"
-    module = torch.nn.Linear(2, 2)
-    ckpter = AtomicCheckpointer(str(save), {"model": module})
+def _two_checkpoints(save):
+    """(checkpointer, older, newer): two checkpoints of a small module, a second apart."""
+    ckpter = AtomicCheckpointer(str(save), {"model": torch.nn.Linear(2, 2)})
     first = ckpter.save_checkpoint(meta={"n": 1})
     time.sleep(1.1)
-    second = ckpter.save_checkpoint(meta={"n": 2})
+    return ckpter, first, ckpter.save_checkpoint(meta={"n": 2})
+
+
+def test_corrupt_checkpoint_falls_back_or_fails_clearly(tmp_path):
+    save = tmp_path / "save"
+    ckpter, first, second = _two_checkpoints(save)
     assert not list(save.glob("*/*.pending"))
     (second.path / "model.ckpt").write_bytes((second.path / "model.ckpt").read_bytes()[:40])  # truncate
     (save / "CKPT+half-written").mkdir()  # a save killed before its meta file
@@ -99,12 +103,7 @@ def test_corrupt_checkpoint_falls_back_or_fails_clearly(tmp_path):
 def test_a_garbage_ckpt_yaml_falls_back_to_the_previous_checkpoint(tmp_path, content):
     """The README's promise for an empty or garbage CKPT.yaml: set aside, the previous
     checkpoint used (with only one checkpoint the recipe says so and exits: test_data_safety)."""
-    save = tmp_path / "save"
-    module = torch.nn.Linear(2, 2)
-    ckpter = AtomicCheckpointer(str(save), {"model": module})
-    first = ckpter.save_checkpoint(meta={"n": 1})
-    time.sleep(1.1)
-    second = ckpter.save_checkpoint(meta={"n": 2})
+    ckpter, first, second = _two_checkpoints(tmp_path / "save")
     (second.path / "CKPT.yaml").write_text(content)
     check_checkpoints(ckpter)
     assert os.path.isdir(str(second.path) + ".corrupt") and not second.path.exists()
