@@ -361,6 +361,11 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def row_name(label: str, notes: dict[str, str]) -> str:
+    """A system's row in the tables: its label, with its ``--note`` in brackets."""
+    return label + (f" ({notes[label]})" if label in notes else "")
+
+
 def table_with_n(systems: dict[str, dict]) -> str:
     """``evaluation.markdown_table`` plus a column n (utterances scored / in the set)."""
     lines = evaluation.markdown_table(systems).splitlines()
@@ -418,12 +423,12 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
     enhancers = [(p.label, lambda noisy, target, p=p: peer_enhance_file(p, noisy, target)) for p in peers]
     enhancers += [(label, lambda noisy, target, m=m: m.enhance_file(noisy, target)) for label, m in models.items()]
     for label, fn in enhancers:
-        row = label + (f" ({notes[label]})" if label in notes else "")
+        row = row_name(label, notes)
         jobs, failed, secs = enhance_all(items, fn, os.path.join(audio_root, name, _slug(label)), f"{name}: {label}", dnsmos)
         results[row] = score(jobs, label) + failed
         timing[row] = {"enhance_s": round(secs, 2), "audio_s": round(audio_s, 2), "rtf": round(secs / audio_s, 4)}
     for label, path in extra.items():
-        row = label + (f" ({notes[label]})" if label in notes else "")
+        row = row_name(label, notes)
         if os.path.isdir(path):
             jobs = [j for j in evaluation.match_folders(path, clean_dir)[0] if j[0] in items_ids]
             results[row] = score(jobs, label) + evaluation.floored_missing(ids, jobs, path, dnsmos)
@@ -437,7 +442,7 @@ def run_set(name: str, clean_dir: str, noisy_dir: str, peers: list[Peer], models
     meta = {"set": name, "clean": clean_dir, "noisy": noisy_dir, "n_pairs": len(items),
             "sources": dict(extra), "unchecked": dict(unchecked or {}), "timing": timing,
             # which weights each --model row measured: export.py refuses them for a model of other weights
-            "weights": {label + (f" ({notes[label]})" if label in notes else ""): m.mods.enhancer.weights_digest()
+            "weights": {row_name(label, notes): m.mods.enhancer.weights_digest()
                         for label, m in models.items()}}
     summary = evaluation.write_results(os.path.join(out, name), results, meta)
     systems = summary["systems"]
@@ -528,22 +533,24 @@ def main(argv=None) -> dict:
     for name in sets:
         rows = labels + list(extra[name])
         for label in rows:
-            if hasattr(evaluation, "check_system_name"):
-                evaluation.check_system_name(label)  # "Noisy" is the input's row
+            evaluation.check_system_name(label)  # "Noisy" is the input's row
         if len(set(rows)) != len(rows):
             raise SystemExit(f"set {name}: two systems share a name: {rows}")
         stray = [label for label in notes[name] if label not in rows]
         if stray:  # a mistyped name: its row would go without the note (e.g. "noise seen in training")
             raise SystemExit(f"--note {stray[0]}:{name}: no system of that name on {name} (systems: {', '.join(rows)})")
         # the tables' rows (notes included) and enhanced-audio folders by file name: before any work,
-        # not after it (write_results refuses two rows of one scores_<slug>.csv)
-        files: dict[str, str] = {f"scores_{evaluation._slug(evaluation.NOISY)}.csv": evaluation.NOISY}
-        for label in rows:
-            row = label + (f" ({notes[name][label]})" if label in notes[name] else "")
-            for key in [f"scores_{evaluation._slug(row)}.csv"] + ([f"{_slug(label)}/"] if label in labels else []):
-                clash = files.setdefault(key, row)
-                if clash != row:
-                    raise SystemExit(f"set {name}: systems {clash!r} and {row!r} would share {key}; rename one")
+        # not after it (write_results asks score_files too, once every system is scored)
+        named = {label: row_name(label, notes[name]) for label in rows}
+        _, clash = evaluation.score_files([evaluation.NOISY, *named.values()])
+        if clash:
+            raise SystemExit(f"set {name}: systems {clash[0]!r} and {clash[1]!r} would share {clash[2]}; rename one")
+        folders: dict[str, str] = {}
+        for label in labels:
+            clash = folders.setdefault(f"{_slug(label)}/", named[label])
+            if clash != named[label]:
+                raise SystemExit(f"set {name}: systems {clash!r} and {named[label]!r} would share {_slug(label)}/; "
+                                 "rename one")
     for name in sets:  # a file, or another tool's summary.json: refused now, not by write_results after the work
         try:
             evaluation.check_results_folder(os.path.join(args.out, name))

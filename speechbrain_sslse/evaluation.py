@@ -269,6 +269,19 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def score_files(names: Iterable[str]) -> tuple[dict[str, str], tuple[str, str, str] | None]:
+    """({``scores_<name>.csv``: system}, the first clash or None) for the systems of one
+    table. A clash (first name, second name, file): "my model" and "my_model" share a file,
+    and the first one's scores would be lost. write_results refuses it; benchmarks/peers.py
+    asks before its work."""
+    files: dict[str, str] = {}
+    for name in names:
+        clash = files.setdefault(f"scores_{_slug(name)}.csv", name)
+        if clash != name:
+            return files, (clash, name, f"scores_{_slug(name)}.csv")
+    return files, None
+
+
 def _finite_or_null(value):
     """``value`` with every NaN or infinity replaced by ``None``: the JSON standard has no
     NaN, and other languages' parsers reject the token (a one-utterance interval is NaN)."""
@@ -340,11 +353,9 @@ def write_results(out_dir: str, results: dict[str, list[dict]], meta: dict | Non
     for name, got in ids.items():
         if got != first:
             raise ValueError(f"system {name!r} covers other utterances than {next(iter(ids))!r}; rows would not compare")
-    files = {}
-    for name in results:  # "my model" and "my_model" would share one CSV, the first lost
-        clash = files.setdefault(f"scores_{_slug(name)}.csv", name)
-        if clash != name:
-            raise ValueError(f"systems {clash!r} and {name!r} would both write scores_{_slug(name)}.csv; rename one")
+    files, clash = score_files(results)
+    if clash:
+        raise ValueError(f"systems {clash[0]!r} and {clash[1]!r} would both write {clash[2]}; rename one")
     os.makedirs(out_dir, exist_ok=True)
     stale = sorted(set(glob.glob(os.path.join(glob.escape(out_dir), "scores_*.csv"))) - {os.path.join(out_dir, f) for f in files})
     if stale:  # a user's files are never deleted: said, so no table is read from them by mistake

@@ -240,12 +240,13 @@ def _holds_samples(path: str, wav: torch.Tensor, rate: int) -> bool:
     from .audio import sf_path
 
     try:
-        info, (old, old_rate) = sf.info(sf_path(path)), sf.read(sf_path(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(sf_path(path)) as f:  # one open for its subtype, rate and samples
+            subtype, old_rate, old = f.subtype, f.samplerate, f.read(dtype="float32", always_2d=True)
     except (RuntimeError, OSError):  # (soundfile's errors are RuntimeErrors)
         return False
     new = wav.detach().cpu().numpy()
     new = new[:, None] if new.ndim == 1 else new.T  # (samples, channels), as soundfile reads
-    return (info.subtype == "FLOAT" and old_rate == rate and old.shape == new.shape
+    return (subtype == "FLOAT" and old_rate == rate and old.shape == new.shape
             and bool(np.allclose(old, new, rtol=0, atol=1e-6)))
 
 

@@ -127,12 +127,12 @@ def noise_labels(paths: list[tuple[str, str]]) -> dict[str, str]:
     share one (``a/noise1.wav``, ``b/noise1.wav``), its path below the noise folders, so
     that disjoint splits never look like a leak. Pair noises keep their ``pair:`` keys.
     ``paths``: (noise folder, file) as ``simulate`` listed them (not listed twice)."""
-    names = [os.path.basename(p) for _, p in paths]
-    labels = {p: os.path.basename(p) if names.count(os.path.basename(p)) == 1
+    names = Counter(os.path.basename(p) for _, p in paths)
+    labels = {p: os.path.basename(p) if names[os.path.basename(p)] == 1
               else os.path.join(os.path.basename(os.path.normpath(root)), os.path.relpath(p, root))
               for root, p in paths}
-    given = list(labels.values())  # two noise folders of one name (x/noise, y/noise): their full paths
-    return {p: os.path.abspath(p) if given.count(label) > 1 else label for p, label in labels.items()}
+    given = Counter(labels.values())  # two noise folders of one name (x/noise, y/noise): their full paths
+    return {p: os.path.abspath(p) if given[label] > 1 else label for p, label in labels.items()}
 
 
 def check_render_target(out: str, sources: list[str], settings: dict) -> None:
